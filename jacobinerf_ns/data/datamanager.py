@@ -1,0 +1,199 @@
+"""DataManager for semantic radiance fields: whole scenes held as tensors, rays sampled without worker processes.
+
+It is a :class:`~nerfstudio.data.datamanagers.base_datamanager.VanillaDataManager` (so ``ns-eval``, ``ns-render``
+and ``ns-viewer`` find the attributes they expect), but it loads every training image once into memory and samples
+rays with a seeded torch generator, which on CPU is much faster than nerfstudio's cache dataloader. Each train batch
+holds ``image``, ``indices`` and, when the scene has them, ``semantics`` (training labels, -1 where unlabelled),
+``semantics_gt`` (all labels), ``instance`` and ``depth``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import torch
+from jaxtyping import Float, Int
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.model_components.ray_generators import RayGenerator
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.progress import track
+from torch import Tensor
+
+from jacobinerf_ns.data.class_table import IGNORE_LABEL
+from jacobinerf_ns.data.ray_sampling import sample_uniform, select_labelled_pixels, unflatten_pixels
+from jacobinerf_ns.data.replica_dataparser import ReplicaSemanticDataParserConfig
+from jacobinerf_ns.data.replica_dataset import ReplicaSemanticDataset
+from jacobinerf_ns.errors import DataError
+
+
+@dataclass
+class SceneTensors:
+    """All images of one split, stacked."""
+
+    images: Float[Tensor, "n h w 3"]
+    semantics: Int[Tensor, "n h w"] | None = None
+    instance: Int[Tensor, "n h w"] | None = None
+    depth: Float[Tensor, "n h w"] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        n, h, w, _ = self.images.shape
+        return n, h, w
+
+    def to(self, device: Union[torch.device, str]) -> SceneTensors:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return SceneTensors(move(self.images), move(self.semantics), move(self.instance), move(self.depth))
+
+    def gather(self, indices: Int[Tensor, "r 3"]) -> dict[str, Tensor]:
+        """Per-ray values at (image, y, x)."""
+        c, y, x = indices.unbind(-1)
+        out = {"image": self.images[c, y, x]}
+        if self.semantics is not None:
+            out["semantics_gt"] = self.semantics[c, y, x]
+        if self.instance is not None:
+            out["instance"] = self.instance[c, y, x]
+        if self.depth is not None:
+            out["depth"] = self.depth[c, y, x, None]
+        return out
+
+
+def load_scene_tensors(dataset: ReplicaSemanticDataset, description: str) -> SceneTensors:
+    """Read every image of ``dataset`` (with a progress bar) and stack them; sizes must agree."""
+    items = [dataset[i] for i in track(range(len(dataset)), description=description, transient=True)]
+    if not items:
+        raise DataError("the split has no images")
+    size = items[0]["image"].shape[:2]
+    for i, item in enumerate(items):
+        if item["image"].shape[:2] != size:
+            raise DataError(f"image size mismatch: {dataset.image_filenames[i]} differs from the first image")
+
+    def stack(key: str, squeeze: bool = True) -> Tensor | None:
+        if key not in items[0]:
+            return None
+        t = torch.stack([item[key] for item in items])
+        return t[..., 0] if squeeze else t
+
+    return SceneTensors(
+        images=stack("image", squeeze=False)[..., :3].float(),  # type: ignore[index]
+        semantics=stack("semantics"),
+        instance=stack("instance"),
+        depth=stack("depth"),
+    )
+
+
+@dataclass
+class SemanticDataManagerConfig(VanillaDataManagerConfig):
+    """Replica-layout scenes held in memory; uniform ray sampling plus optional sparse-label control."""
+
+    _target: type = field(default_factory=lambda: SemanticDataManager)
+    dataparser: ReplicaSemanticDataParserConfig = field(default_factory=ReplicaSemanticDataParserConfig)
+    """The scene reader (Semantic-NeRF's Replica layout)."""
+    train_num_rays_per_batch: int = 4096
+    """Rays per training batch."""
+    eval_num_rays_per_batch: int = 4096
+    """Rays per evaluation batch."""
+    label_fraction: float = 1.0
+    """Fraction of the valid training labels a model may use (Semantic-NeRF's sparse-label setting)."""
+    label_count: int | None = None
+    """If set: exactly this many labelled pixels over the whole training set (overrides ``label_fraction``)."""
+    label_seed: int = 0
+    """Seed of the labelled-pixel choice."""
+    labelled_rays_per_batch: int = 0
+    """Extra rays per batch drawn from the labelled pixels only (so very sparse labels are seen every step)."""
+    sampling_seed: int = 0
+    """Seed of the ray sampler."""
+    images_on_gpu: bool = True
+    """Keep the stacked scene tensors on the training device (small for Replica-sized scenes); False keeps them on
+    the CPU and moves only each batch."""
+
+
+class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
+    """See the module docstring."""
+
+    config: SemanticDataManagerConfig
+    train_scene: SceneTensors
+    eval_scene: SceneTensors
+
+    def __init__(
+        self,
+        config: SemanticDataManagerConfig,
+        device: Union[torch.device, str] = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ):
+        self._generator = torch.Generator().manual_seed(config.sampling_seed)
+        super().__init__(config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank)
+
+    @property
+    def storage_device(self) -> Union[torch.device, str]:
+        """Where the stacked scene tensors live."""
+        return self.device if self.config.images_on_gpu else "cpu"
+
+    # ------------------------------------------------------------------------------------------------- setup
+    def setup_train(self):
+        self.train_scene = load_scene_tensors(self.train_dataset, "Loading training images").to(self.storage_device)
+        self.train_label_mask = None
+        self.train_labelled_flat = None
+        if self.train_scene.semantics is not None:
+            mask = select_labelled_pixels(
+                self.train_scene.semantics, self.config.label_fraction, self.config.label_count, self.config.label_seed
+            )
+            self.train_label_mask = mask.to(self.storage_device)
+            self.train_labelled_flat = torch.nonzero(mask.flatten()).squeeze(1)
+            n_valid = int((self.train_scene.semantics != IGNORE_LABEL).sum())
+            if self.config.label_fraction < 1.0 or self.config.label_count is not None:
+                CONSOLE.print(f"Semantic labels: keeping {len(self.train_labelled_flat)} of {n_valid} labelled pixels")
+        self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
+
+    def setup_eval(self):
+        self.eval_scene = load_scene_tensors(self.eval_dataset, "Loading evaluation images").to(self.storage_device)
+        self.eval_ray_generator = RayGenerator(self.eval_dataset.cameras.to(self.device))
+        from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader, RandIndicesEvalDataloader
+
+        self.fixed_indices_eval_dataloader = FixedIndicesEvalDataloader(
+            input_dataset=self.eval_dataset, device=self.device
+        )
+        self.eval_dataloader = RandIndicesEvalDataloader(input_dataset=self.eval_dataset, device=self.device)
+
+    # ----------------------------------------------------------------------------------------------- batches
+    def sample_train_indices(self, step: int) -> Int[Tensor, "r 3"]:
+        """(image, y, x) of the next training batch. Subclasses change the sampling here."""
+        n, h, w = self.train_scene.shape
+        indices = sample_uniform(self.config.train_num_rays_per_batch, n, h, w, self._generator)
+        extra = self.config.labelled_rays_per_batch
+        if extra > 0 and self.train_labelled_flat is not None and len(self.train_labelled_flat) > 0:
+            pick = torch.randint(0, len(self.train_labelled_flat), (extra,), generator=self._generator)
+            indices = torch.cat([indices, unflatten_pixels(self.train_labelled_flat[pick], h, w)])
+        return indices
+
+    def make_batch(self, scene: SceneTensors, indices: Int[Tensor, "r 3"], label_mask=None) -> dict[str, Tensor]:
+        """Per-ray targets; ``semantics`` hides the labels outside ``label_mask`` (sparse supervision)."""
+        indices = indices.to(self.storage_device)
+        batch = scene.gather(indices)
+        if "semantics_gt" in batch:
+            labels = batch["semantics_gt"]
+            if label_mask is not None:
+                c, y, x = indices.unbind(-1)
+                labels = torch.where(label_mask[c, y, x], labels, torch.full_like(labels, IGNORE_LABEL))
+            batch["semantics"] = labels
+        batch["indices"] = indices
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def next_train(self, step: int) -> tuple[RayBundle, dict]:
+        self.train_count += 1
+        indices = self.sample_train_indices(step)
+        batch = self.make_batch(self.train_scene, indices, self.train_label_mask)
+        ray_bundle = self.train_ray_generator(indices.to(self.device))
+        return ray_bundle, batch
+
+    def next_eval(self, step: int) -> tuple[RayBundle, dict]:
+        self.eval_count += 1
+        n, h, w = self.eval_scene.shape
+        indices = sample_uniform(self.config.eval_num_rays_per_batch, n, h, w, self._generator)
+        batch = self.make_batch(self.eval_scene, indices)
+        ray_bundle = self.eval_ray_generator(indices.to(self.device))
+        return ray_bundle, batch

@@ -1,0 +1,174 @@
+"""DataManager that adds 2D-teacher features and positive pairs to every training batch (JacobiNeRF, feature fields).
+
+At start-up the teacher (DINO, or the synthetic one built from ground truth) runs once over the training images
+(through the content-keyed cache) and keeps its patch grids; features are looked up per ray from the grid, never
+stored per pixel. Each training batch is::
+
+    [ shaping rays (M): drawn from a few neighbouring views | the rest: uniform over all views ]
+
+* ``teacher_features`` (R, D): the teacher feature at each ray's pixel (all rays; feature fields use them all);
+* ``positives`` (M, M) bool: teacher similarity above the adapted τ_pos (``threshold`` rule, the official schedule
+  keeps 5–15 % of the pairs positive) or the k most similar rays (``knn``), diagonal excluded;
+* ``tau_pos``, ``positive_fraction``: for logging.
+
+The shaping rays come from ``shaping_views_per_batch`` views chosen as one random anchor plus its nearest cameras, so
+the same objects appear in several views and positive pairs cross views (multi-view consistency is the point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import torch
+import tyro
+from jaxtyping import Float, Int
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
+
+from jacobinerf_ns.data.datamanager import SemanticDataManager, SemanticDataManagerConfig
+from jacobinerf_ns.data.ray_sampling import sample_uniform
+from jacobinerf_ns.shaping import adapt_threshold, positive_mask_knn, positive_mask_threshold
+from jacobinerf_ns.teachers import (
+    DinoTeacherConfig,
+    SyntheticTeacherConfig,
+    TeacherFeatures,
+    TeacherInputs,
+    compute_teacher_features,
+    file_identity,
+)
+
+TeacherChoice = Union[
+    Annotated[SyntheticTeacherConfig, tyro.conf.subcommand(name="synthetic")],
+    Annotated[DinoTeacherConfig, tyro.conf.subcommand(name="dino")],
+]
+
+
+@dataclass
+class TeacherDataManagerConfig(SemanticDataManagerConfig):
+    """Rays with teacher features and positive/negative pairs."""
+
+    _target: type = field(default_factory=lambda: TeacherDataManager)
+    teacher: TeacherChoice = field(default_factory=SyntheticTeacherConfig)
+    """The 2D teacher: ``synthetic`` (from the scene's ground truth, for scenes without weights) or ``dino``."""
+    teacher_cache_dir: Path | None = None
+    """Where teacher features are cached (default: ``<data>/.teacher_cache``)."""
+    shaping_rays_per_batch: int = 1024
+    """Rays at the start of each batch that carry the positive structure (0: none)."""
+    shaping_views_per_batch: int = 4
+    """Views the shaping rays are drawn from (an anchor and its nearest cameras)."""
+    shaping_neighbour_pool: int = 8
+    """The other views are drawn from the anchor's this-many nearest cameras."""
+    positive_rule: Literal["threshold", "knn"] = "threshold"
+    """``threshold``: similarity above an adapted τ_pos (official); ``knn``: the k most similar rays."""
+    tau_pos_init: float = 0.8
+    """Starting τ_pos (official 0.8)."""
+    tau_pos_bounds: tuple[float, float] = (0.5, 0.9)
+    """τ_pos stays within these bounds (official)."""
+    tau_pos_step: float = 1e-3
+    """τ_pos changes by this much per step (official)."""
+    positive_fraction_target: tuple[float, float] = (0.05, 0.15)
+    """τ_pos moves so that this fraction of the pairs is positive (official 5–15 %)."""
+    knn_k: int = 16
+    """k of the ``knn`` rule."""
+
+
+class TeacherDataManager(SemanticDataManager):
+    """See the module docstring."""
+
+    config: TeacherDataManagerConfig
+    teacher_features: TeacherFeatures
+
+    def setup_train(self):
+        super().setup_train()
+        self.tau_pos = float(self.config.tau_pos_init)
+        self.teacher_features = self._compute_teacher_features().to(self.storage_device)
+        meta = self.train_dataset.metadata
+        meta["teacher_feature_dim"] = self.teacher_features.feature_dim
+        meta["teacher_name"] = self.teacher_features.teacher_name
+        meta["teacher_is_synthetic"] = self.teacher_features.is_synthetic
+        flat = self.teacher_features.features.reshape(-1, self.teacher_features.feature_dim)
+        pick = torch.randperm(len(flat), generator=torch.Generator().manual_seed(0))[:20000]
+        meta["teacher_feature_sample"] = flat[pick.to(flat.device)].float().cpu()
+        self._neighbours = self._camera_neighbours()
+
+    def _compute_teacher_features(self) -> TeacherFeatures:
+        scene = self.train_scene
+        n = scene.shape[0]
+        data = Path(self.config.data if self.config.data is not None else self.config.dataparser.data)
+        cache_dir = self.config.teacher_cache_dir or data / ".teacher_cache"
+        identities = [file_identity(p) for p in self.train_dataset.image_filenames]
+        if self.config.camera_res_scale_factor != 1.0:
+            identities = None  # resized in memory: hash the pixels themselves
+        inputs = TeacherInputs(
+            images=[scene.images[i].cpu() for i in range(n)],
+            semantics=None if scene.semantics is None else [scene.semantics[i].cpu() for i in range(n)],
+            instances=None if scene.instance is None else [scene.instance[i].cpu() for i in range(n)],
+            identities=identities,
+            image_size=(scene.shape[1], scene.shape[2]),
+        )
+        feats = compute_teacher_features(self.config.teacher, inputs, cache_dir=cache_dir)
+        label = " (synthetic teacher computed from ground truth)" if feats.is_synthetic else ""
+        CONSOLE.print(
+            f"Teacher {feats.teacher_name}{label}: {n} views, grid {feats.grid_hw}, {feats.feature_dim}-dim features"
+        )
+        return feats
+
+    def _camera_neighbours(self) -> Int[Tensor, "n k"]:
+        """For each training view, the others ordered by camera distance plus viewing-direction difference."""
+        c2w = self.train_dataset.cameras.camera_to_worlds.float()
+        centres, forward = c2w[:, :3, 3], -c2w[:, :3, 2]
+        dist = torch.cdist(centres, centres) + (1.0 - forward @ forward.T)
+        dist.fill_diagonal_(float("inf"))
+        k = max(0, min(self.config.shaping_neighbour_pool, len(c2w) - 1))
+        return dist.topk(k, largest=False).indices if k > 0 else torch.zeros(len(c2w), 0, dtype=torch.long)
+
+    # ------------------------------------------------------------------------------------------------ batches
+    def shaping_views(self) -> Int[Tensor, " v"]:
+        n = self.train_scene.shape[0]
+        anchor = int(torch.randint(0, n, (1,), generator=self._generator))
+        pool = self._neighbours[anchor]
+        extra = min(self.config.shaping_views_per_batch - 1, len(pool))
+        pick = pool[torch.randperm(len(pool), generator=self._generator)[:extra]]
+        return torch.cat([torch.tensor([anchor]), pick])
+
+    def sample_train_indices(self, step: int) -> Int[Tensor, "r 3"]:
+        uniform = super().sample_train_indices(step)
+        m = self.config.shaping_rays_per_batch
+        if m <= 0:
+            return uniform
+        _, h, w = self.train_scene.shape
+        views = self.shaping_views()
+        local = sample_uniform(m, len(views), h, w, self._generator)
+        local[:, 0] = views[local[:, 0]]
+        return torch.cat([local, uniform[m:]]) if len(uniform) > m else local
+
+    def positives(self, features: Float[Tensor, "m d"]) -> Tensor:
+        cfg = self.config
+        if cfg.positive_rule == "knn":
+            return positive_mask_knn(features, cfg.knn_k)
+        mask = positive_mask_threshold(features, self.tau_pos)
+        return mask
+
+    def next_train(self, step: int) -> tuple[RayBundle, dict]:
+        ray_bundle, batch = super().next_train(step)
+        indices = batch["indices"].to(self.storage_device)
+        feats = self.teacher_features.lookup(indices[:, 0], indices[:, 1], indices[:, 2])
+        batch["teacher_features"] = feats.to(self.device)
+        m = min(self.config.shaping_rays_per_batch, len(indices))
+        if m > 1:
+            f = feats[:m].float()
+            mask = self.positives(f)
+            n_pairs = m * (m - 1)
+            frac = float(mask.sum()) / n_pairs
+            batch["positives"] = mask.to(self.device)
+            batch["positive_fraction"] = torch.tensor(frac)
+            batch["tau_pos"] = torch.tensor(self.tau_pos)
+            if self.config.positive_rule == "threshold":
+                lo, hi = self.config.positive_fraction_target
+                self.tau_pos = adapt_threshold(
+                    self.tau_pos, frac, (lo, hi), self.config.tau_pos_step, self.config.tau_pos_bounds
+                )
+        return ray_bundle, batch

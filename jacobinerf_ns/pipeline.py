@@ -1,0 +1,88 @@
+"""Pipeline whose whole-dataset evaluation reports segmentation scores from one summed confusion matrix.
+
+nerfstudio's ``get_average_image_metrics`` averages per-image numbers; for mIoU that is wrong (a class present in a
+few pixels of one view would weigh as much as a whole view). Here the per-image confusion matrices are summed and
+``miou`` / ``accuracy`` / ``class_accuracy`` are computed once over all evaluated pixels; every other metric is
+averaged as nerfstudio does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import time
+
+import torch
+import torchvision.utils as vutils
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from jacobinerf_ns.metrics import segmentation_scores
+
+SEGMENTATION_KEYS = ("miou", "accuracy", "class_accuracy")
+
+
+@dataclass
+class SemanticPipelineConfig(VanillaPipelineConfig):
+    """nerfstudio's vanilla pipeline with dataset-level segmentation scores."""
+
+    _target: type = field(default_factory=lambda: SemanticPipeline)
+
+
+class SemanticPipeline(VanillaPipeline):
+    """See the module docstring."""
+
+    @torch.no_grad()
+    def get_average_image_metrics(
+        self,
+        data_loader,
+        image_prefix: str,
+        step: int | None = None,
+        output_path: Path | None = None,
+        get_std: bool = False,
+    ):
+        self.eval()
+        per_image = []
+        confusion = None
+        if output_path is not None:
+            output_path.mkdir(exist_ok=True, parents=True)
+        columns = (
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            MofNCompleteColumn(),
+        )
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("[green]Evaluating all images...", total=len(data_loader))
+            for idx, (camera, batch) in enumerate(data_loader):
+                start = time()
+                outputs = self.model.get_outputs_for_camera(camera=camera)
+                metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
+                conf = getattr(self.model, "semantic_confusion", lambda *_: None)(outputs, batch)
+                if conf is not None:
+                    confusion = conf if confusion is None else confusion + conf
+                if output_path is not None:
+                    for key, image in images.items():
+                        vutils.save_image(
+                            image.permute(2, 0, 1).cpu(), output_path / f"{image_prefix}_{key}_{idx:04d}.png"
+                        )
+                num_rays = int(camera.height.item() * camera.width.item())
+                metrics["num_rays_per_sec"] = num_rays / (time() - start)
+                metrics["fps"] = metrics["num_rays_per_sec"] / num_rays
+                per_image.append(metrics)
+                progress.advance(task)
+        result = {}
+        for key in per_image[0]:
+            values = torch.tensor([m[key] for m in per_image], dtype=torch.float64)
+            if get_std:
+                std, mean = torch.std_mean(values)
+                result[key], result[f"{key}_std"] = float(mean), float(std)
+            else:
+                result[key] = float(values.mean())
+        if confusion is not None:
+            scores = segmentation_scores(confusion)
+            for key in SEGMENTATION_KEYS:
+                result[key] = float(scores[key])  # type: ignore[arg-type]
+                result.pop(f"{key}_std", None)
+        self.train()
+        return result

@@ -1,0 +1,44 @@
+"""Print the outcome of ``make demo``: held-out metrics, wall time and where every output is."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tyro
+
+
+@dataclass
+class DemoSummary:
+    """Summarise a demo run."""
+
+    eval_json: Path
+    """The ``ns-eval`` output."""
+    start_time: float
+    """Unix time at which the demo started."""
+    paths: list[str] = field(default_factory=list)
+    """``name=path`` pairs to list."""
+
+    def main(self) -> None:
+        results = json.loads(self.eval_json.read_text())["results"]
+        elapsed = time.time() - self.start_time
+        print("\n=== jacobinerf_ns demo ===")
+        for key in ("psnr", "ssim", "lpips", "miou", "accuracy", "class_accuracy"):
+            if key in results:
+                print(f"  test {key:<15} {results[key]:.4f}")
+        if "lpips" not in results:
+            print("  test lpips           (skipped: AlexNet weights not on disk)")
+        print(f"  wall time            {elapsed / 60:.1f} min (scene + train + eval + render)")
+        for pair in self.paths:
+            name, _, path = pair.partition("=")
+            print(f"  {name:<20} {path}")
+
+
+def entrypoint() -> None:
+    tyro.cli(DemoSummary).main()
+
+
+if __name__ == "__main__":
+    entrypoint()
