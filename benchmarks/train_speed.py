@@ -14,75 +14,14 @@ Usage: ``python benchmarks/train_speed.py [--scene DIR] [--steps 15] [--rays 204
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
-import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-
-
-def _scene(path: Path | None) -> Path:
-    if path is not None and (path / "traj_w_c.txt").is_file():
-        return path
-    from jacobinerf_ns.data.synth import SynthConfig, generate_scene
-
-    out = Path(tempfile.mkdtemp()) / "room"
-    return generate_scene(SynthConfig(output_dir=out, quiet=True, export_mesh=False))
-
-
-@contextlib.contextmanager
-def _no_lpips():
-    """nerfacto builds LPIPS at construction, which downloads AlexNet; training never uses it."""
-    import torchmetrics.image.lpip as lpip
-
-    original = lpip.LearnedPerceptualImagePatchSimilarity
-    lpip.LearnedPerceptualImagePatchSimilarity = lambda *a, **k: torch.nn.Identity()  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        lpip.LearnedPerceptualImagePatchSimilarity = original
-
-
-def _build(model_config, scene: Path, rays: int):
-    from jacobinerf_ns.data.datamanager import SemanticDataManagerConfig
-    from jacobinerf_ns.pipeline import SemanticPipelineConfig
-
-    dm = SemanticDataManagerConfig(train_num_rays_per_batch=rays)
-    dm.data = scene
-    pipe_cfg = SemanticPipelineConfig(datamanager=dm, model=model_config)
-    with _no_lpips():
-        pipeline = pipe_cfg.setup(device="cpu", test_mode="val")
-    groups = pipeline.get_param_groups()
-    opt = torch.optim.Adam([p for ps in groups.values() for p in ps], lr=1e-2, eps=1e-15)
-    callbacks = pipeline.model.get_training_callbacks(None)  # type: ignore[arg-type]
-    return pipeline, opt, callbacks
-
-
-def _step(pipeline, opt, callbacks, ray_bundle, batch, step: int) -> float:
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
-    start = time.perf_counter()
-    for cb in callbacks:
-        if TrainingCallbackLocation.BEFORE_TRAIN_ITERATION in cb.where_to_run:
-            cb.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-    opt.zero_grad(set_to_none=True)
-    outputs = pipeline.model(ray_bundle)
-    metrics = pipeline.model.get_metrics_dict(outputs, batch)
-    loss = sum(pipeline.model.get_loss_dict(outputs, batch, metrics).values())
-    loss.backward()
-    opt.step()
-    for cb in callbacks:
-        if TrainingCallbackLocation.AFTER_TRAIN_ITERATION in cb.where_to_run:
-            cb.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-    return time.perf_counter() - start
+import torch
+from bench_utils import build, ensure_scene, train_step
 
 
 def _matched_nerfacto(ours, nerfacto):
@@ -125,7 +64,7 @@ def main() -> None:
 
     from nerfstudio.configs.method_configs import all_methods
 
-    scene = _scene(args.scene)
+    scene = ensure_scene(args.scene)
     ours_cfg = all_methods["jacobinerf-tiny"].pipeline.model
     rays = args.rays or all_methods["jacobinerf-tiny"].pipeline.datamanager.train_num_rays_per_batch
     nerfacto_cfg = copy.deepcopy(all_methods["nerfacto"].pipeline.model)
@@ -136,13 +75,21 @@ def main() -> None:
         "matched_nerfacto": _matched_nerfacto(ours_cfg, nerfacto_cfg),
     }
     torch.manual_seed(0)
-    built = {name: _build(cfg, scene, rays) for name, cfg in contenders.items()}
+    from jacobinerf_ns.data.datamanager import SemanticDataManagerConfig
+    from jacobinerf_ns.pipeline import SemanticPipelineConfig
+
+    def pipeline_config(model_config):
+        dm = SemanticDataManagerConfig(train_num_rays_per_batch=rays)
+        dm.data = scene
+        return SemanticPipelineConfig(datamanager=dm, model=model_config)
+
+    built = {name: build(pipeline_config(cfg)) for name, cfg in contenders.items()}
     datamanager = built["ours"][0].datamanager
     batches = [datamanager.next_train(i) for i in range(args.steps + args.warmup)]
     times: dict[str, list[float]] = {name: [] for name in built}
     for i, (ray_bundle, batch) in enumerate(batches):
         for name, (pipeline, opt, callbacks) in built.items():
-            dt = _step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), batch, i)
+            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), batch, i)
             if i >= args.warmup:
                 times[name].append(dt)
     med = {name: statistics.median(ts) for name, ts in times.items()}

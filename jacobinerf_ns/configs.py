@@ -29,7 +29,7 @@ from jacobinerf_ns.teachers import DinoTeacherConfig, SyntheticTeacherConfig
 from jacobinerf_ns.trainer import SemanticTrainerConfig
 
 GPU_STEPS = 30000
-TINY_STEPS = 2000
+TINY_STEPS = 1500
 
 
 def _optimizers(lr: float, lr_final: float, steps: int) -> dict:
@@ -54,7 +54,7 @@ def _tiny_field(model: FieldModelConfig) -> FieldModelConfig:
     model.proposal_warmup = 1000
     model.proposal_weights_anneal_max_num_iters = 300
     model.hidden_dim = 32
-    model.hidden_dim_color = 32
+    model.hidden_dim_color = 64
     model.eval_num_rays_per_chunk = 8192
     return model
 
@@ -91,24 +91,36 @@ def _trainer(
 
 
 jacobinerf = MethodSpecification(
-    config=_trainer("jacobinerf", JacobiNeRFModelConfig(), tiny=False, datamanager=_teacher_datamanager(False, 1024)),
+    config=_trainer(
+        "jacobinerf",
+        JacobiNeRFModelConfig(shaping_start_step=20000),
+        tiny=False,
+        datamanager=_teacher_datamanager(False, 1024),
+    ),
     description="JacobiNeRF: Jacobians of the colour output layer shaped by a DINO teacher (GPU-sized)",
 )
 
 jacobinerf_tiny = MethodSpecification(
-    config=_trainer("jacobinerf-tiny", JacobiNeRFModelConfig(), tiny=True, datamanager=_teacher_datamanager(True, 512)),
+    config=_trainer(
+        "jacobinerf-tiny",
+        JacobiNeRFModelConfig(shaping_start_step=500),
+        tiny=True,
+        datamanager=_teacher_datamanager(True, 512),
+    ),
     description="JacobiNeRF, CPU preset with the synthetic teacher (small hash grid, few samples; minutes on 2 cores)",
 )
 
 jacobinerf_features = MethodSpecification(
-    config=_trainer("jacobinerf-features", FeatureFieldModelConfig(), tiny=False,
-                    datamanager=_teacher_datamanager(False, 0)),
+    config=_trainer(
+        "jacobinerf-features", FeatureFieldModelConfig(), tiny=False, datamanager=_teacher_datamanager(False, 0)
+    ),
     description="Distilled feature field (N3F / DINO-NeRF): teacher features rendered from a linear head on h",
 )
 
 jacobinerf_features_tiny = MethodSpecification(
-    config=_trainer("jacobinerf-features-tiny", FeatureFieldModelConfig(), tiny=True,
-                    datamanager=_teacher_datamanager(True, 0)),
+    config=_trainer(
+        "jacobinerf-features-tiny", FeatureFieldModelConfig(), tiny=True, datamanager=_teacher_datamanager(True, 0)
+    ),
     description="Distilled feature field, CPU preset with the synthetic teacher",
 )
 

@@ -76,6 +76,14 @@ def test_fast_matches_reference_float64(name: str, features: int) -> None:
     outside = (x < 0) | (x > 1)
     assert outside.any() and (gx_fast[outside] == 0).all()
 
+    # the training path (only the table needs a gradient), with the default chunk size
+    t_only = table.clone().requires_grad_()
+    (gt_only,) = torch.autograd.grad((hash_grid_encode(x, t_only, layout) * weights).sum(), [t_only])
+    assert (gt_only - gt_ref).abs().max().item() <= 1e-10
+    x_only = x.clone().requires_grad_()
+    (gx_only,) = torch.autograd.grad((hash_grid_encode(x_only, table, layout) * weights).sum(), [x_only])
+    assert (gx_only - gx_ref).abs().max().item() <= 1e-10 * scale
+
 
 def test_gradcheck_tiny() -> None:
     layout = hash_grid_layout(2, 6, 2, 4)  # one dense and one hashed level, 91 rows
@@ -141,10 +149,10 @@ def test_layout_geometry() -> None:
     res = level_resolutions(16, 16, 2048)
     assert res[0] == 16 and res[-1] == 2048 and res == sorted(res)
     layout = hash_grid_layout(16, 19, 16, 2048)
-    offsets = [level.offset for level in layout.levels]
-    sizes = [level.size for level in layout.levels]
-    assert offsets[0] == 0 and all(o + s == n for o, s, n in zip(offsets[:-1], sizes[:-1], offsets[1:], strict=True))
-    assert layout.num_rows == sum(sizes) < 16 * 2**19
+    spans = sorted((level.offset, level.offset + level.size) for level in layout.levels)
+    assert spans[0][0] == 0 and spans[-1][1] == layout.num_rows  # the levels tile the table without overlap
+    assert all(end == next_start for (_, end), (next_start, _) in zip(spans[:-1], spans[1:], strict=True))
+    assert layout.num_rows == sum(level.size for level in layout.levels) < 16 * 2**19
     with pytest.raises(ValueError):
         hash_grid_layout(4, 31, 16, 512)
 
@@ -168,6 +176,14 @@ def test_module_out_dim_batch_shapes_and_auto() -> None:
     assert torch.equal(out.reshape(-1, 15), enc(x.reshape(-1, 3)))
     assert enc(torch.rand(0, 3)).shape == (0, 15)
     assert enc(torch.rand(7, 0, 3)).shape == (7, 0, 15)
+
+
+def test_bad_shapes_are_rejected() -> None:
+    layout = hash_grid_layout(2, 6, 2, 4)
+    with pytest.raises(ValueError, match="shape"):
+        hash_grid_encode(torch.rand(4, 2), torch.zeros(layout.num_rows, 2), layout)
+    with pytest.raises(ValueError, match="layout"):
+        hash_grid_encode(torch.rand(4, 3), torch.zeros(layout.num_rows + 1, 2), layout)
 
 
 def test_tcnn_requested_without_tcnn_is_one_clear_error() -> None:

@@ -10,6 +10,7 @@ holds ``image``, ``indices`` and, when the scene has them, ``semantics`` (traini
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Union
 
 import torch
@@ -102,6 +103,9 @@ class SemanticDataManagerConfig(VanillaDataManagerConfig):
     """Seed of the labelled-pixel choice."""
     labelled_rays_per_batch: int = 0
     """Extra rays per batch drawn from the labelled pixels only (so very sparse labels are seen every step)."""
+    annotations: Path | None = None
+    """Train the semantic head on these propagation annotations only (``jn-propagate``'s JSON: clicks or a dense
+    view, semantic classes or instances); the label space becomes the annotation's labels, for training and eval."""
     sampling_seed: int = 0
     """Seed of the ray sampler."""
     images_on_gpu: bool = True
@@ -138,7 +142,9 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
         self.train_scene = load_scene_tensors(self.train_dataset, "Loading training images").to(self.storage_device)
         self.train_label_mask = None
         self.train_labelled_flat = None
-        if self.train_scene.semantics is not None:
+        if self.config.annotations is not None:
+            self._apply_annotations()
+        elif self.train_scene.semantics is not None:
             mask = select_labelled_pixels(
                 self.train_scene.semantics, self.config.label_fraction, self.config.label_count, self.config.label_seed
             )
@@ -148,6 +154,58 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
             if self.config.label_fraction < 1.0 or self.config.label_count is not None:
                 CONSOLE.print(f"Semantic labels: keeping {len(self.train_labelled_flat)} of {n_valid} labelled pixels")
         self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
+
+    # ------------------------------------------------------------------------------------ annotation mode
+    def _annotation(self):
+        """The propagation annotation this datamanager trains on (read once), or None."""
+        if self.config.annotations is None:
+            return None
+        if getattr(self, "_annotation_cache", None) is None:
+            from jacobinerf_ns.annotations import load_annotation
+
+            cams = self.train_dataparser_outputs.cameras
+            hw = (int(cams.height[0]), int(cams.width[0]))
+            self._annotation_cache = load_annotation(Path(self.config.annotations), hw)
+        return self._annotation_cache
+
+    def _annotated(self, dataset: ReplicaSemanticDataset) -> ReplicaSemanticDataset:
+        """Switch a dataset's ``semantics`` to the annotation's label space (in every mode, inference included, so
+        the model is built with the annotation's number of labels)."""
+        ann = self._annotation()
+        if ann is not None:
+            from nerfstudio.data.dataparsers.base_dataparser import Semantics
+
+            from jacobinerf_ns.data.class_table import palette
+
+            dataset.label_override = (ann.target, ann.to_index)
+            colors = torch.from_numpy(palette(ann.num_labels)).float() / 255.0
+            dataset.metadata["semantics"] = Semantics(filenames=[], classes=list(ann.label_names), colors=colors)
+        return dataset
+
+    def create_train_dataset(self) -> ReplicaSemanticDataset:
+        return self._annotated(super().create_train_dataset())
+
+    def create_eval_dataset(self) -> ReplicaSemanticDataset:
+        return self._annotated(super().create_eval_dataset())
+
+    def _apply_annotations(self) -> None:
+        """Supervise only the annotated pixels, with the annotation's labels (not the ground truth)."""
+        ann = self._annotation()
+        n, h, w = self.train_scene.shape
+        if not 0 <= ann.view < n:
+            raise DataError(f"{self.config.annotations}: labelled view {ann.view} is not a training view (0..{n - 1})")
+        labels = self.train_scene.semantics.cpu().clone()  # already in the annotation's label space
+        mask = torch.zeros(n, h, w, dtype=torch.bool)
+        ys, xs = ann.pixels.unbind(-1)
+        mask[ann.view, ys, xs] = True
+        labels[ann.view, ys, xs] = ann.labels
+        self.train_scene.semantics = labels.to(self.storage_device)
+        self.train_label_mask = mask.to(self.storage_device)
+        self.train_labelled_flat = torch.nonzero(mask.flatten()).squeeze(1)
+        CONSOLE.print(
+            f"Annotations {self.config.annotations}: {len(ann.pixels)} labelled pixels, {ann.num_labels} "
+            f"{ann.target} labels"
+        )
 
     def setup_eval(self):
         self.eval_scene = load_scene_tensors(self.eval_dataset, "Loading evaluation images").to(self.storage_device)

@@ -28,6 +28,9 @@ class ReplicaSemanticDataset(InputDataset):
         self.instance_files = meta.get("instance_filenames")
         self.depth_files = meta.get("depth_filenames")
         self.depth_unit_scale_factor = float(meta.get("depth_unit_scale_factor", 1.0))
+        self.label_override = None
+        """Optional ``(source, fn)``: ``semantics`` becomes ``fn(semantic or instance map)`` — used when a model is
+        trained on propagation annotations, whose label space is the labels of one view."""
 
     def _source_hw(self, image_idx: int) -> tuple[int, int]:
         cams = self._dataparser_outputs.cameras
@@ -63,6 +66,9 @@ class ReplicaSemanticDataset(InputDataset):
             out["semantics"] = torch.from_numpy(raw.astype(np.int64))[..., None]
         if self.instance_files is not None:
             out["instance"] = torch.from_numpy(self._label(self.instance_files, idx).astype(np.int64))[..., None]
+        if self.label_override is not None:
+            source, fn = self.label_override
+            out["semantics"] = fn(out["semantics" if source == "semantic" else "instance"])
         if self.depth_files is not None:
             depth = self._label(self.depth_files, idx).astype(np.float32) * self.depth_unit_scale_factor
             out["depth"] = torch.from_numpy(depth)[..., None]

@@ -21,6 +21,7 @@ from torch import Tensor
 from jacobinerf_ns.fields.semantic_field import COLOR_HIDDEN, RGB_PREACT
 from jacobinerf_ns.jacobian import mean_rgb_jacobian, per_channel_jacobian
 from jacobinerf_ns.models.field_model import FieldModel, FieldModelConfig
+from jacobinerf_ns.propagation import sample_response_3d
 from jacobinerf_ns.shaping import info_nce_loss, norm_loss, shaping_stats
 
 
@@ -37,6 +38,8 @@ class JacobiNeRFModelConfig(FieldModelConfig):
     """Weight of the Jacobian-norm loss (official 1e-2)."""
     nce_temperature: float = 1.0
     """InfoNCE temperature τ (official 1.0)."""
+    shaping_stats_every: int = 10
+    """Compute the logged shaping statistics every n steps (nerfstudio logs metrics every 10 steps)."""
 
 
 class JacobiNeRFModel(FieldModel):
@@ -47,6 +50,10 @@ class JacobiNeRFModel(FieldModel):
     def populate_modules(self):
         super().populate_modules()
         self.step = 0
+        self.output_jacobians = False
+        """Also output per-pixel per-channel Jacobians ``jacobian`` (3K values) outside training (propagation)."""
+        self.propagation_directions: Tensor | None = None
+        """(n, 3, K) label directions G; when set, outputs ``response_3d`` (n values per ray) for 3D propagation."""
 
     def get_training_callbacks(self, training_callback_attributes):
         from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
@@ -62,12 +69,18 @@ class JacobiNeRFModel(FieldModel):
     @property
     def shaping_active(self) -> bool:
         cfg = self.config
-        return self.training and (cfg.nce_loss_weight > 0 or cfg.norm_loss_weight > 0) and (
-            self.step >= cfg.shaping_start_step
+        return (
+            self.training
+            and (cfg.nce_loss_weight > 0 or cfg.norm_loss_weight > 0)
+            and (self.step >= cfg.shaping_start_step)
         )
 
     def extra_outputs(self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor]) -> None:
-        if self.shaping_active:
+        if self.propagation_directions is not None:
+            outputs["response_3d"] = sample_response_3d(
+                field_outputs[COLOR_HIDDEN], weights, self.propagation_directions.to(weights)
+            )
+        if self.shaping_active or self.output_jacobians:
             outputs["jacobian"] = per_channel_jacobian(
                 weights,
                 field_outputs[RGB_PREACT],
@@ -88,7 +101,8 @@ class JacobiNeRFModel(FieldModel):
 
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
         metrics = super().get_metrics_dict(outputs, batch)
-        if "jacobian" in outputs and "positives" in batch:
+        log_step = self.step % max(1, self.config.shaping_stats_every) == 0
+        if "jacobian" in outputs and "positives" in batch and (log_step or not self.training):
             positives = batch["positives"].to(self.device)
             jac = mean_rgb_jacobian(outputs["jacobian"][: positives.shape[0]].detach())
             stats = shaping_stats(jac, positives)

@@ -1,0 +1,66 @@
+"""Train-step time of ``jacobinerf-tiny`` with Jacobian shaping vs without, same rays, one process.
+
+Both pipelines are built from the same config and seed; with shaping, all rays of the batch are shaping rays (the
+InfoNCE over a 1024×1024 similarity matrix, the closed-form Jacobians and the norm loss); without, the shaping loss
+weights are 0 (the field never computes Jacobians). The same pre-sampled batches feed both, alternating every step.
+Prints ONE JSON line with the median step times and ``ratio`` = with / without.
+
+Usage: ``python benchmarks/shaping_overhead.py [--scene DIR] [--rays 1024] [--steps 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from bench_utils import build, ensure_scene, method_pipeline_config, train_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scene", type=Path, default=Path("data/synth-room"))
+    parser.add_argument("--rays", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    scene = ensure_scene(args.scene)
+
+    built = {}
+    for name, shaping in (("with", True), ("without", False)):
+        cfg = method_pipeline_config("jacobinerf-tiny", scene, rays=args.rays)
+        cfg.datamanager.shaping_rays_per_batch = args.rays
+        cfg.model.shaping_start_step = 0
+        if not shaping:
+            cfg.model.nce_loss_weight = cfg.model.norm_loss_weight = 0.0
+        torch.manual_seed(0)
+        built[name] = build(cfg)
+    datamanager = built["with"][0].datamanager
+    batches = [datamanager.next_train(i) for i in range(args.steps + args.warmup)]
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for i, (ray_bundle, batch) in enumerate(batches):
+        for name, (pipeline, opt, callbacks) in built.items():
+            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), batch, i)
+            if i >= args.warmup:
+                times[name].append(dt)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(
+        json.dumps(
+            {
+                "benchmark": "shaping_overhead",
+                "rays": args.rays,
+                "shaping_rays": args.rays,
+                "steps": args.steps,
+                "with_shaping_s": round(med["with"], 4),
+                "without_shaping_s": round(med["without"], 4),
+                "ratio": round(med["with"] / med["without"], 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Evaluation helpers: render chosen pixels of a split, and Jacobian alignment by ground-truth relation.
+
+``jacobian_cosine_by_relation`` is what shaping is judged by: the mean |cos(J_i, J_j)| over pixel pairs of the same
+instance, of the same class but different instances, and of different classes (void pixels excluded). Shaping must
+raise the first two relative to the last.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Float, Int
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.model_components.ray_generators import RayGenerator
+from torch import Tensor
+
+from jacobinerf_ns.data.class_table import IGNORE_LABEL
+
+
+@torch.no_grad()
+def render_pixels(
+    model,
+    cameras: Cameras,
+    indices: Int[Tensor, "p 3"],
+    outputs: Sequence[str],
+    chunk: int = 4096,
+    jacobians: bool = False,
+) -> dict[str, Tensor]:
+    """Render the pixels ``(image, y, x)`` of ``cameras`` in eval mode; return the requested outputs per pixel."""
+    was_training = model.training
+    model.eval()
+    previous = getattr(model, "output_jacobians", None)
+    if jacobians:
+        model.output_jacobians = True
+    try:
+        generator = RayGenerator(cameras.to(model.device))
+        collected: dict[str, list] = defaultdict(list)
+        for start in range(0, len(indices), chunk):
+            bundle = generator(indices[start : start + chunk].to(model.device))
+            out = model(bundle)
+            for name in outputs:
+                collected[name].append(out[name].cpu())
+    finally:
+        if previous is not None:
+            model.output_jacobians = previous
+        model.train(was_training)
+    return {name: torch.cat(values) for name, values in collected.items()}
+
+
+def sample_labelled_pixels(semantics: Int[Tensor, "n h w"], count: int, seed: int = 0) -> Int[Tensor, "p 3"]:
+    """``count`` uniformly random non-void pixels (image, y, x) of a split; deterministic per seed."""
+    valid = torch.nonzero(semantics != IGNORE_LABEL)
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(valid), generator=generator)[: min(count, len(valid))]
+    return valid[pick]
+
+
+def jacobian_cosine_by_relation(
+    jacobians: Float[Tensor, "p m"], classes: Int[Tensor, " p"], instances: Int[Tensor, " p"]
+) -> dict[str, float]:
+    """Mean |cos| over off-diagonal pixel pairs: same instance, same class (other instance), different class."""
+    unit = torch.nn.functional.normalize(jacobians.double(), dim=-1)
+    cos = (unit @ unit.T).abs()
+    off = ~torch.eye(len(classes), dtype=torch.bool)
+    same_class = classes[:, None] == classes[None, :]
+    same_inst = (instances[:, None] == instances[None, :]) & (instances[:, None] > 0)
+    relations = {
+        "cos_same_instance": same_inst & off,
+        "cos_same_class": same_class & ~same_inst & off,
+        "cos_diff_class": ~same_class,
+    }
+    return {
+        name: float((cos * mask).sum() / mask.sum()) if bool(mask.any()) else float("nan")
+        for name, mask in relations.items()
+    }

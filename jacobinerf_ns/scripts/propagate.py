@@ -1,0 +1,156 @@
+"""``jn-propagate``: label propagation from one labelled view of a trained ``jacobinerf`` run to every test view.
+
+The labelled view and the clicks follow the official protocol (training view 0 by default; ``sparse``: one random
+pixel per label present in it, seeded; ``dense``: the whole view plus a small aggregator MLP); labels absent from the
+labelled view are ignored in the scores. ``--annotations FILE`` uses your own clicks instead (JSON: see
+:mod:`jacobinerf_ns.annotations`). Writes mIoU, accuracy, class accuracy, per-label IoU, the number of labels,
+seconds per target view, and (with ``--render-output-path``) label images.
+
+Example::
+
+    jn-propagate --load-config outputs/demo/jacobinerf-tiny/demo/config.yml --setting sparse --target semantic \\
+        --method 3d --output-path propagation.json --render-output-path renders/propagation
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from jacobinerf_ns.errors import ConfigError, DataError
+
+
+@dataclass
+class Propagate:
+    """Propagate labels from one labelled view of a jacobinerf run to its test views."""
+
+    load_config: Path
+    """config.yml of a jacobinerf run."""
+    setting: Literal["sparse", "dense"] = "sparse"
+    """``sparse``: one click per label; ``dense``: the whole labelled view (with the aggregator)."""
+    target: Literal["semantic", "instance"] = "semantic"
+    """Propagate semantic classes or instances."""
+    method: Literal["3d", "2d", "2d-perturb"] = "3d"
+    """``3d`` (official, one render), ``2d`` (first order, one render), ``2d-perturb`` (official, one render per
+    label)."""
+    seed: int = 0
+    """Seed of the clicks."""
+    labelled_view: int = 0
+    """Training-view index of the labelled view (official: 0)."""
+    annotations: Path | None = None
+    """Your own clicks (JSON) instead of the protocol's."""
+    perturb_t: float = 0.1
+    """Perturbation size t (official 0.1)."""
+    normalize_3d: bool = False
+    """Divide each 3D response map by its per-image maximum (official option)."""
+    max_views: int | None = None
+    """Evaluate only the first n test views."""
+    output_path: Path = Path("propagation.json")
+    """Where to write the scores (JSON)."""
+    render_output_path: Path | None = None
+    """Folder for label images (uint16 ids and colour maps) of every target view."""
+    save_annotations: Path | None = None
+    """Also write the annotations used (to train baselines on exactly the same clicks)."""
+
+    def main(self) -> dict:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from jacobinerf_ns.annotations import load_annotation, make_annotation
+        from jacobinerf_ns.propagator import JacobiLabeller, ViewSet, evaluate_labeller, require_jacobian_head
+
+        if not self.load_config.is_file():
+            raise DataError(f"run config not found: {self.load_config}")
+        config, pipeline = _load_run(self.load_config)
+        require_jacobian_head(pipeline.model, where=f"run {self.load_config}")
+        dm = pipeline.datamanager
+        scene, targets_scene = dm.train_scene, dm.eval_scene
+        source = "semantics" if self.target == "semantic" else "instance"
+        train_gt, test_gt = getattr(scene, source), getattr(targets_scene, source)
+        if train_gt is None or test_gt is None:
+            raise DataError(f"the scene of {self.load_config} has no {self.target} labels")
+        names = _label_names(pipeline, scene, self.target)
+        n, h, w = scene.shape
+        if self.annotations is not None:
+            known = {int(v) for v in train_gt.unique()} if self.target == "instance" else set(range(len(names)))
+            ann = load_annotation(self.annotations, (h, w), known_labels=known)
+            ann.label_names = [names.get(i, ann.label_names[k]) for k, i in enumerate(ann.label_ids)]
+        else:
+            if not 0 <= self.labelled_view < n:
+                raise ConfigError(f"labelled view {self.labelled_view} is not a training view (0..{n - 1})")
+            frames = dm.train_dataparser_outputs.metadata.get("frame_indices")
+            ann = make_annotation(
+                train_gt[self.labelled_view].cpu(),
+                self.target,
+                self.setting,
+                self.labelled_view,
+                self.seed,
+                names,
+                frame=None if frames is None else int(frames[self.labelled_view]),
+            )
+        if self.save_annotations is not None:
+            ann.save(self.save_annotations)
+        targets = ViewSet(dm.eval_dataset.cameras, test_gt.cpu())
+        labeller = JacobiLabeller(
+            pipeline.model, ann, dm.train_dataset.cameras, self.method, targets, self.perturb_t, self.normalize_3d
+        )
+        result = evaluate_labeller(labeller, targets, ann, self.max_views, self.render_output_path)
+        meta = dm.train_dataset.metadata
+        result = {
+            "method": f"jnerf-{self.method}",
+            "setting": ann.setting,
+            "target": self.target,
+            "teacher": _teacher_label(meta),
+            "run": str(self.load_config),
+            "labelled_view": ann.view,
+            "labelled_frame": ann.frame,
+            "clicks": len(ann.pixels) if ann.setting == "sparse" else None,
+            "seed": self.seed,
+            **result,
+        }
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        self.output_path.write_text(json.dumps(result, indent=2))
+        print(
+            f"{result['method']} {result['setting']} {result['target']}: mIoU {result['miou']:.4f}, "
+            f"accuracy {result['accuracy']:.4f}, class accuracy {result['class_accuracy']:.4f}, "
+            f"{result['s_per_view']:.2f} s/view over {result['views']} views -> {self.output_path}"
+        )
+        return result
+
+
+def _load_run(path: Path):
+    """nerfstudio's ``eval_setup`` (test split, latest checkpoint)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    config, pipeline, _, _ = eval_setup(path, test_mode="test")
+    return config, pipeline
+
+
+def _label_names(pipeline, scene, target: str) -> dict[int, str]:
+    classes = list(getattr(pipeline.datamanager.train_dataset.metadata.get("semantics"), "classes", []))
+    if target == "semantic":
+        return dict(enumerate(classes))
+    names = {}
+    if scene.instance is not None and scene.semantics is not None:
+        inst, sem = scene.instance.flatten().cpu(), scene.semantics.flatten().cpu()
+        for i in inst.unique().tolist():
+            if i > 0:
+                cls = int(sem[inst == i].mode().values)
+                names[i] = f"{classes[cls] if 0 <= cls < len(classes) else 'void'}#{i}"
+    return names
+
+
+def _teacher_label(meta: dict) -> str:
+    name = meta.get("teacher_name", "none")
+    return f"{name} (synthetic, computed from ground truth)" if meta.get("teacher_is_synthetic") else str(name)
+
+
+def entrypoint() -> None:
+    tyro.cli(Propagate).main()
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,234 @@
+"""Label propagation: kernels vs their twins, the protocol, metrics by hand, a tiny trained run, CLI bad input."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from jacobinerf_ns.aggregator import train_aggregator
+from jacobinerf_ns.annotations import load_annotation, make_annotation
+from jacobinerf_ns.errors import ConfigError
+from jacobinerf_ns.metrics import confusion_matrix, segmentation_scores
+from jacobinerf_ns.propagation import (
+    first_order_response,
+    first_order_response_reference,
+    label_directions,
+    perturbed_weight,
+    postprocess_2d,
+    sample_response_3d,
+    sample_response_3d_reference,
+)
+
+
+def test_label_directions_are_class_means_of_mean_rgb_jacobians():
+    J = torch.randn(5, 3, 4, dtype=torch.float64)
+    labels = torch.tensor([1, 0, 1, 1, 0])
+    G = label_directions(J, labels, 2)
+    assert torch.allclose(G[0], (J[1] + J[4]) / 2 / 3)
+    assert torch.allclose(G[1], (J[0] + J[2] + J[3]) / 3 / 3)
+    with pytest.raises(ValueError, match="label index"):
+        label_directions(J, labels, 3)
+
+
+def test_first_order_and_3d_responses_match_loops():
+    g = torch.Generator().manual_seed(0)
+    J = torch.randn(6, 3, 5, generator=g, dtype=torch.float64)
+    G = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    assert torch.allclose(first_order_response(J, G, 0.1), first_order_response_reference(J, G, 0.1))
+    h = torch.randn(3, 7, 5, generator=g, dtype=torch.float64)
+    w = torch.rand(3, 7, 1, generator=g, dtype=torch.float64)
+    assert torch.allclose(sample_response_3d(h, w, G), sample_response_3d_reference(h, w, G))
+
+
+def test_postprocess_matches_the_official_opencv_steps():
+    g = torch.Generator().manual_seed(1)
+    maps = torch.rand(3, 9, 11, generator=g, dtype=torch.float64)
+    maps[2] *= 0.001  # flat and faint: must be zeroed
+    out = postprocess_2d(maps)
+    for k in range(3):
+        d = maps[k].numpy().copy()
+        d[d > 0.8] = 0.8
+        d = cv2.GaussianBlur(d, (3, 3), 0)
+        d = d / (np.max(d) + 1e-7)
+        if np.std(d) < 0.05 and np.mean(d) < 0.01:
+            d = np.zeros_like(d)
+        assert np.allclose(out[k].numpy(), d, atol=1e-9), k
+    assert float(out[2].abs().max()) > 0  # after /max a faint map is not flat any more: kept, like the official code
+
+
+def test_perturbed_weight_restores_exactly():
+    layer = torch.nn.Linear(4, 3)
+    before = layer.weight.detach().clone()
+    with perturbed_weight(layer.weight, torch.ones(3, 4)):
+        assert torch.allclose(layer.weight, before + 1)
+    assert torch.equal(layer.weight, before)
+
+
+def test_segmentation_scores_by_hand():
+    gt = torch.tensor([0, 0, 1, 1, 2, -1, 2])
+    pred = torch.tensor([0, 1, 1, 1, 0, 2, 2])
+    conf = confusion_matrix(pred, gt, 4)  # class 3 never occurs: absent, not counted
+    assert conf.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    s = segmentation_scores(conf)
+    iou = [1 / 3, 2 / 3, 1 / 2]
+    assert s["miou"] == pytest.approx(sum(iou) / 3)
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["class_accuracy"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert s["per_class_iou"][3] is None and s["num_classes_present"] == 3
+
+
+def test_protocol_clicks_one_pixel_per_present_label_seeded():
+    gt = torch.full((6, 8), -1)
+    gt[:3, :4], gt[3:, :4], gt[:, 4:] = 2, 5, 7
+    a = make_annotation(gt, "semantic", "sparse", view=0, seed=3, names={2: "a", 5: "b", 7: "c"})
+    assert a.label_ids == [2, 5, 7] and a.label_names == ["a", "b", "c"]
+    assert len(a.pixels) == 3 and sorted(a.labels.tolist()) == [0, 1, 2]
+    for (y, x), k in zip(a.pixels.tolist(), a.labels.tolist(), strict=True):
+        assert int(gt[y, x]) == a.label_ids[k]
+    b = make_annotation(gt, "semantic", "sparse", view=0, seed=3, names={})
+    assert torch.equal(a.pixels, b.pixels)
+    seeds = {tuple(make_annotation(gt, "semantic", "sparse", 0, s, {}).pixels.flatten().tolist()) for s in range(6)}
+    assert len(seeds) > 1
+    inst = torch.zeros(6, 8, dtype=torch.long)
+    inst[:, 4:] = 11
+    c = make_annotation(inst, "instance", "dense", view=2, seed=0, names={})
+    assert c.label_ids == [11] and len(c.pixels) == 24  # void instance 0 is not a label
+    assert c.to_index(torch.tensor([0, 11, 12])).tolist() == [-1, 0, -1]
+
+
+def test_annotation_json_round_trip_and_bad_input(tmp_path):
+    gt = torch.tensor([[0, 1], [2, -1]])
+    a = make_annotation(gt, "semantic", "sparse", view=1, seed=0, names={})
+    a.save(tmp_path / "a.json")
+    b = load_annotation(tmp_path / "a.json", (2, 2), known_labels={0, 1, 2})
+    assert b.label_ids == a.label_ids and torch.equal(b.pixels, a.pixels) and torch.equal(b.labels, a.labels)
+    data = json.loads((tmp_path / "a.json").read_text())
+    data["pixels"].append([5, 0, 1])
+    (tmp_path / "out.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"\(y=5, x=0\) is outside the 2x2 image"):
+        load_annotation(tmp_path / "out.json", (2, 2))
+    data["pixels"][-1] = [0, 0, 9]
+    (tmp_path / "unknown.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="label 9 .* is not a known semantic id"):
+        load_annotation(tmp_path / "unknown.json", (2, 2), known_labels={0, 1, 2})
+
+
+def test_aggregator_learns_a_linear_rule():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(600, 3, generator=g)
+    y = x.argmax(dim=1)
+    y[:50] = -1
+    agg = train_aggregator(x, y, steps=300)
+    assert (agg(x).argmax(dim=1)[50:] == y[50:]).float().mean() > 0.9
+
+
+# ------------------------------------------------------------------------------------------ on a trained run
+@pytest.fixture(scope="module")
+def tiny_run(synth_scene, tmp_path_factory):
+    from test_methods import method_config, train
+
+    cfg = method_config("jacobinerf-tiny", synth_scene, tmp_path_factory.mktemp("prop"), steps=60, rays=512)
+    cfg.pipeline.model.shaping_start_step = 20
+    config_path = train(cfg)
+    from jacobinerf_ns.scripts.propagate import _load_run
+
+    _, pipeline = _load_run(config_path)
+    return config_path, pipeline
+
+
+def _labeller(pipeline, method, seed=0, setting="sparse", t=0.1):
+    from jacobinerf_ns.propagator import JacobiLabeller, ViewSet
+    from jacobinerf_ns.scripts.propagate import _label_names
+
+    dm = pipeline.datamanager
+    names = _label_names(pipeline, dm.train_scene, "semantic")
+    ann = make_annotation(dm.train_scene.semantics[0].cpu(), "semantic", setting, 0, seed, names)
+    targets = ViewSet(dm.eval_dataset.cameras, dm.eval_scene.semantics.cpu())
+    return JacobiLabeller(pipeline.model, ann, dm.train_dataset.cameras, method, targets, perturb_t=t), ann, targets
+
+
+def test_first_order_agrees_with_perturbation_for_small_t(tiny_run):
+    from jacobinerf_ns.propagation import first_order_response, perturbation_response
+    from jacobinerf_ns.propagator import render_view
+
+    _, pipeline = tiny_run
+    lab, ann, targets = _labeller(pipeline, "2d", t=1e-3)
+    model, cam = pipeline.model, targets.camera(0)
+    G = lab.directions
+    jac = render_view(model, cam, output_jacobians=True)["jacobian"]
+    h, w, _ = jac.shape
+    first = first_order_response(jac.view(h * w, 3, -1).double(), G.double(), 1e-3).T
+    base = render_view(model, cam)["rgb"].double()
+    for k in range(ann.num_labels):
+        with perturbed_weight(model.field.color_out.weight, 1e-3 * G[k]):
+            pert = perturbation_response(render_view(model, cam)["rgb"].double(), base).flatten()
+        rel = (pert - first[k]).abs().max() / first[k].abs().max()
+        assert rel < 0.05, (k, float(rel))
+
+
+def test_labels_come_only_from_annotated_labels_and_are_seeded(tiny_run):
+    from jacobinerf_ns.propagator import evaluate_labeller
+
+    _, pipeline = tiny_run
+    for method in ("3d", "2d"):
+        lab, ann, targets = _labeller(pipeline, method)
+        pred = lab.predict(0)
+        assert pred.shape == targets.gt[0].shape and 0 <= int(pred.min()) and int(pred.max()) < ann.num_labels
+        again, _, _ = _labeller(pipeline, method)
+        assert torch.equal(again.predict(0), pred)
+        result = evaluate_labeller(lab, targets, ann, max_views=2)
+        assert 0 <= result["miou"] <= 1 and result["views"] == 2 and result["num_classes"] == ann.num_labels
+
+
+def test_dense_setting_trains_the_aggregator(tiny_run):
+    _, pipeline = tiny_run
+    lab, ann, _ = _labeller(pipeline, "3d", setting="dense")
+    assert lab.aggregator is not None
+    assert int(lab.predict(1).max()) < ann.num_labels
+
+
+def test_cli_bad_inputs(tiny_run, synth_scene, tmp_path):
+    from test_methods import method_config, train
+
+    from jacobinerf_ns.errors import DataError
+    from jacobinerf_ns.scripts.propagate import Propagate
+
+    config_path, _ = tiny_run
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"target": "semantic", "view": 0, "pixels": [[0, 999, 0]]}))
+    with pytest.raises(ConfigError, match="outside the 40x30 image"):
+        Propagate(load_config=config_path, annotations=bad, output_path=tmp_path / "o.json").main()
+    bad.write_text(json.dumps({"target": "semantic", "view": 0, "pixels": [[0, 0, 99]]}))
+    with pytest.raises(ConfigError, match="label 99"):
+        Propagate(load_config=config_path, annotations=bad, output_path=tmp_path / "o.json").main()
+    with pytest.raises(DataError, match="run config not found"):
+        Propagate(load_config=tmp_path / "nope.yml").main()
+    sem_cfg = method_config("semantic-nerf-tiny", synth_scene, tmp_path, steps=2)
+    sem_run = train(sem_cfg)
+    with pytest.raises(ConfigError, match="has no colour Jacobian head"):
+        Propagate(load_config=sem_run, output_path=tmp_path / "o.json").main()
+
+
+def test_cli_writes_scores_and_label_images(tiny_run, tmp_path):
+    from jacobinerf_ns.scripts.propagate import Propagate
+
+    config_path, _ = tiny_run
+    out = tmp_path / "p.json"
+    result = Propagate(
+        load_config=config_path,
+        method="2d",
+        max_views=2,
+        output_path=out,
+        render_output_path=tmp_path / "labels",
+        save_annotations=tmp_path / "ann.json",
+    ).main()
+    saved = json.loads(out.read_text())
+    for key in ("miou", "accuracy", "class_accuracy", "per_class_iou", "num_classes", "s_per_view", "teacher"):
+        assert key in saved
+    assert "synthetic" in saved["teacher"] and saved["miou"] == result["miou"]
+    assert len(list((tmp_path / "labels").glob("labels_color_*.png"))) == 2
+    assert json.loads((tmp_path / "ann.json").read_text())["setting"] == "sparse"
