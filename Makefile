@@ -32,7 +32,8 @@ format: venv
 test: lint
 	$(BIN)/pytest -q
 
-# Generate the default scene, train the CPU preset, evaluate on the held-out views, render the test views.
+# Generate the default scene, train the CPU preset, evaluate on the held-out views, render the test views, propagate
+# one click per class from training view 0 to every test view.
 demo: venv
 	@start=$$(date +%s); \
 	set -e; \
@@ -42,8 +43,12 @@ demo: venv
 	$(BIN)/ns-eval --load-config $(RUN)/config.yml --output-path $(RUN)/eval.json; \
 	$(BIN)/ns-render dataset --load-config $(RUN)/config.yml --split test --output-path $(RUN)/renders \
 		--rendered-output-names rgb depth; \
+	$(BIN)/jn-propagate --load-config $(RUN)/config.yml --setting sparse --target semantic --method 3d \
+		--output-path $(RUN)/propagation.json --render-output-path $(RUN)/propagation; \
 	$(BIN)/python -m jacobinerf_ns.scripts.summary --eval-json $(RUN)/eval.json --start-time $$start \
-		--paths scene=$(SCENE) run=$(RUN) config=$(RUN)/config.yml renders=$(RUN)/renders
+		--propagation-json $(RUN)/propagation.json \
+		--paths scene=$(SCENE) run=$(RUN) config=$(RUN)/config.yml renders=$(RUN)/renders \
+		propagation=$(RUN)/propagation
 
 bench: venv
 	$(BIN)/python benchmarks/train_speed.py

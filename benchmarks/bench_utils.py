@@ -122,3 +122,28 @@ def load_run(config_path: Path):
 
     _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
     return pipeline
+
+
+def teacher_targets(pipeline):
+    """Teacher features of the test views (the teacher is 2D: it sees the test images)."""
+    from jacobinerf_ns.teachers import TeacherInputs, compute_teacher_features
+
+    dm = pipeline.datamanager
+    scene = dm.eval_scene
+    n = scene.shape[0]
+    inputs = TeacherInputs(
+        images=[scene.images[i].cpu() for i in range(n)],
+        semantics=[scene.semantics[i].cpu() for i in range(n)],
+        instances=[scene.instance[i].cpu() for i in range(n)],
+        image_size=(scene.shape[1], scene.shape[2]),
+    )
+    cache = Path(dm.config.data) / ".teacher_cache"
+    return compute_teacher_features(dm.config.teacher, inputs, cache_dir=cache)
+
+
+def subsample(ann, limit: int, seed: int):
+    """At most ``limit`` annotated pixels (dense setting) for nearest-neighbour look-ups; seeded."""
+    if len(ann.pixels) <= limit:
+        return ann.pixels, ann.labels
+    pick = torch.randperm(len(ann.pixels), generator=torch.Generator().manual_seed(seed))[:limit]
+    return ann.pixels[pick], ann.labels[pick]

@@ -23,34 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-from bench_utils import ensure_scene, load_run, train_method
+from bench_utils import ensure_scene, load_run, subsample, teacher_targets, train_method
 
 TEACHER = "synthetic (computed from ground truth)"
-
-
-def teacher_targets(pipeline):
-    """Teacher features of the test views (the teacher is 2D: it sees the test images)."""
-    from jacobinerf_ns.teachers import TeacherInputs, compute_teacher_features
-
-    dm = pipeline.datamanager
-    scene = dm.eval_scene
-    n = scene.shape[0]
-    inputs = TeacherInputs(
-        images=[scene.images[i].cpu() for i in range(n)],
-        semantics=[scene.semantics[i].cpu() for i in range(n)],
-        instances=[scene.instance[i].cpu() for i in range(n)],
-        image_size=(scene.shape[1], scene.shape[2]),
-    )
-    cache = Path(dm.config.data) / ".teacher_cache"
-    return compute_teacher_features(dm.config.teacher, inputs, cache_dir=cache)
-
-
-def subsample(ann, limit: int, seed: int):
-    """At most ``limit`` annotated pixels (dense setting) for nearest-neighbour look-ups; seeded."""
-    if len(ann.pixels) <= limit:
-        return ann.pixels, ann.labels
-    pick = torch.randperm(len(ann.pixels), generator=torch.Generator().manual_seed(seed))[:limit]
-    return ann.pixels[pick], ann.labels[pick]
 
 
 def main() -> None:
@@ -61,6 +36,7 @@ def main() -> None:
     parser.add_argument("--plain", type=Path, default=None, help="config.yml of a run with shaping off to reuse")
     parser.add_argument("--features", type=Path, default=None, help="config.yml of a feature-field run to reuse")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="train steps of every run (default: the presets')")
     parser.add_argument("--perturb-views", type=int, default=8)
     parser.add_argument("--max-views", type=int, default=None)
     parser.add_argument("--nn-pixels", type=int, default=4096)
@@ -83,11 +59,15 @@ def main() -> None:
     start_all = time.perf_counter()
     scene = ensure_scene(args.scene)
     args.out.mkdir(parents=True, exist_ok=True)
+    steps = {} if args.steps is None else {"max_num_iterations": args.steps}
+    shaping = {} if args.steps is None else {"shaping_start_step": args.steps // 3}
     runs = {
-        "jnerf": args.jnerf or train_method("jacobinerf-tiny", scene, args.out, "jnerf"),
+        "jnerf": args.jnerf or train_method("jacobinerf-tiny", scene, args.out, "jnerf", **steps, **shaping),
         "plain": args.plain
-        or train_method("jacobinerf-tiny", scene, args.out, "plain", nce_loss_weight=0.0, norm_loss_weight=0.0),
-        "features": args.features or train_method("jacobinerf-features-tiny", scene, args.out, "features"),
+        or train_method(
+            "jacobinerf-tiny", scene, args.out, "plain", nce_loss_weight=0.0, norm_loss_weight=0.0, **steps, **shaping
+        ),
+        "features": args.features or train_method("jacobinerf-features-tiny", scene, args.out, "features", **steps),
     }
     pipes = {name: load_run(path) for name, path in runs.items()}
     jn = pipes["jnerf"]
@@ -143,6 +123,7 @@ def main() -> None:
                 f"semantic-nerf-{setting}-{target}",
                 dm_annotations=ann_path,
                 dm_labelled_rays_per_batch=64 if setting == "sparse" else 512,
+                **steps,
             )
             sem = SemanticHeadLabeller(load_run(sem_cfg).model, targets)
             emit("semantic-nerf", setting, target, evaluate_labeller(sem, targets, ann, args.max_views))

@@ -30,7 +30,14 @@ class DemoSummary:
                 print(f"  test {key:<15} {results[key]:.4f}")
         if "lpips" not in results:
             print("  test lpips           (skipped: AlexNet weights not on disk)")
-        print(f"  wall time            {elapsed / 60:.1f} min (scene + train + eval + render)")
+        if self.propagation_json is not None and self.propagation_json.is_file():
+            prop = json.loads(self.propagation_json.read_text())
+            print(
+                f"  propagation          {prop['method']} {prop['setting']} {prop['target']} from "
+                f"{prop['clicks']} clicks: mIoU {prop['miou']:.4f}, accuracy {prop['accuracy']:.4f} "
+                f"({prop['views']} test views; teacher: {prop['teacher']})"
+            )
+        print(f"  wall time            {elapsed / 60:.1f} min (scene + train + eval + render + propagation)")
         for pair in self.paths:
             name, _, path = pair.partition("=")
             print(f"  {name:<20} {path}")
