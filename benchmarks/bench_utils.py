@@ -83,6 +83,39 @@ def train_step(pipeline, opt, callbacks, ray_bundle, batch, step: int) -> float:
     return time.perf_counter() - start
 
 
+def time_interleaved(built: dict, datamanager, steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per :func:`train_step` of each ``built[name] = (pipeline, opt, callbacks)``, fed the same
+    pre-sampled batches and alternating model by model every step (machine noise hits all alike)."""
+    import statistics
+
+    batches = [datamanager.next_train(i) for i in range(steps + warmup)]
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for i, (ray_bundle, batch) in enumerate(batches):
+        for name, (pipeline, opt, callbacks) in built.items():
+            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), batch, i)
+            if i >= warmup:
+                times[name].append(dt)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def teacher_nn_labeller(pipeline, test_features, pixels, labels):
+    """Teacher-2D nearest neighbour: annotated pixels' teacher features (labelled training view) vs test views'."""
+    from jacobinerf_ns.propagator import NearestNeighbourLabeller
+
+    keys = pipeline.datamanager.teacher_features.dense(0)[pixels[:, 0], pixels[:, 1]]
+    return NearestNeighbourLabeller(keys, labels, lambda i: test_features.dense(i))
+
+
+def feature_field_labeller(model, view: int, train_cameras, targets, pixels, labels):
+    """Feature-field nearest neighbour: rendered features at the annotated pixels vs rendered target views."""
+    from jacobinerf_ns.evaluation import render_pixels
+    from jacobinerf_ns.propagator import NearestNeighbourLabeller, render_view
+
+    idx = torch.cat([torch.full((len(pixels), 1), view), pixels], dim=1)
+    keys = render_pixels(model, train_cameras, idx, ["features"])["features"]
+    return NearestNeighbourLabeller(keys, labels, lambda i: render_view(model, targets.camera(i))["features"])
+
+
 def train_method(method: str, scene: Path, out: Path, name: str, **model_overrides) -> Path:
     """Train a registered method through nerfstudio's trainer (as ``ns-train`` would; synthetic teacher if any);
     extra keyword arguments override model settings, ``dm_<field>`` ones datamanager settings. Returns config.yml."""

@@ -23,7 +23,15 @@ import time
 from pathlib import Path
 
 import torch
-from bench_utils import ensure_scene, load_run, subsample, teacher_targets, train_method
+from bench_utils import (
+    ensure_scene,
+    feature_field_labeller,
+    load_run,
+    subsample,
+    teacher_nn_labeller,
+    teacher_targets,
+    train_method,
+)
 
 TEACHER = "synthetic (computed from ground truth)"
 
@@ -45,14 +53,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from jacobinerf_ns.annotations import make_annotation
-    from jacobinerf_ns.evaluation import render_pixels
     from jacobinerf_ns.propagator import (
         JacobiLabeller,
-        NearestNeighbourLabeller,
         SemanticHeadLabeller,
         ViewSet,
         evaluate_labeller,
-        render_view,
     )
     from jacobinerf_ns.scripts.propagate import _label_names
 
@@ -106,15 +111,9 @@ def main() -> None:
             same = torch.cat([(a == b).flatten() for a, b in zip(preds["2d"], preds["2d-perturb"], strict=True)])
             agreement.append({"setting": setting, "target": target, "same_labels": float(same.float().mean())})
             pixels, labels = subsample(ann, args.nn_pixels, args.seed)
-            feats = dm.teacher_features.dense(ann.view)[pixels[:, 0], pixels[:, 1]]
-            nn = NearestNeighbourLabeller(feats, labels, lambda i: teacher_test.dense(i))
+            nn = teacher_nn_labeller(jn, teacher_test, pixels, labels)
             emit("teacher-2d-nn", setting, target, evaluate_labeller(nn, targets, ann, args.max_views))
-            fmodel = pipes["features"].model
-            idx = torch.cat([torch.full((len(pixels), 1), ann.view), pixels], dim=1)
-            ffeats = render_pixels(fmodel, train_cams, idx, ["features"])["features"]
-            ff = NearestNeighbourLabeller(
-                ffeats, labels, lambda i, m=fmodel, t=targets: render_view(m, t.camera(i))["features"]
-            )
+            ff = feature_field_labeller(pipes["features"].model, ann.view, train_cams, targets, pixels, labels)
             emit("feature-field-nn", setting, target, evaluate_labeller(ff, targets, ann, args.max_views))
             sem_cfg = train_method(
                 "semantic-nerf-tiny",

@@ -11,13 +11,11 @@ Usage: ``python benchmarks/shaping_overhead.py [--scene DIR] [--rays 1024] [--st
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import statistics
 from pathlib import Path
 
 import torch
-from bench_utils import build, ensure_scene, method_pipeline_config, train_step
+from bench_utils import build, ensure_scene, method_pipeline_config, time_interleaved
 
 
 def main() -> None:
@@ -38,15 +36,7 @@ def main() -> None:
             cfg.model.nce_loss_weight = cfg.model.norm_loss_weight = 0.0
         torch.manual_seed(0)
         built[name] = build(cfg)
-    datamanager = built["with"][0].datamanager
-    batches = [datamanager.next_train(i) for i in range(args.steps + args.warmup)]
-    times: dict[str, list[float]] = {name: [] for name in built}
-    for i, (ray_bundle, batch) in enumerate(batches):
-        for name, (pipeline, opt, callbacks) in built.items():
-            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), batch, i)
-            if i >= args.warmup:
-                times[name].append(dt)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+    med = time_interleaved(built, built["with"][0].datamanager, args.steps, args.warmup)
     print(
         json.dumps(
             {

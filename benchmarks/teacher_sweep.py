@@ -15,8 +15,14 @@ import json
 import time
 from pathlib import Path
 
-import torch
-from bench_utils import ensure_scene, load_run, teacher_targets, train_method
+from bench_utils import (
+    ensure_scene,
+    feature_field_labeller,
+    load_run,
+    teacher_nn_labeller,
+    teacher_targets,
+    train_method,
+)
 
 LEVELS = ((0.1, 0.0), (0.2, 0.05), (0.4, 0.15), (0.8, 0.3))
 """(view_noise, class_confusion); the second is the synthetic teacher's default."""
@@ -30,13 +36,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from jacobinerf_ns.annotations import make_annotation
-    from jacobinerf_ns.evaluation import render_pixels
     from jacobinerf_ns.propagator import (
         JacobiLabeller,
-        NearestNeighbourLabeller,
         ViewSet,
         evaluate_labeller,
-        render_view,
     )
     from jacobinerf_ns.scripts.propagate import _label_names
     from jacobinerf_ns.teachers import SyntheticTeacherConfig
@@ -63,15 +66,9 @@ def main() -> None:
         )
         row = {"view_noise": noise, "class_confusion": confusion, "teacher": "synthetic (computed from ground truth)"}
         row["jnerf-3d"] = evaluate_labeller(JacobiLabeller(jn.model, ann, cams, "3d", targets), targets, ann)["miou"]
-        test_feats = teacher_targets(jn)
-        keys = dm.teacher_features.dense(ann.view)[ann.pixels[:, 0], ann.pixels[:, 1]]
-        nn = NearestNeighbourLabeller(keys, ann.labels, lambda i, f=test_feats: f.dense(i))
+        nn = teacher_nn_labeller(jn, teacher_targets(jn), ann.pixels, ann.labels)
         row["teacher-2d-nn"] = evaluate_labeller(nn, targets, ann)["miou"]
-        idx = torch.cat([torch.full((len(ann.pixels), 1), ann.view), ann.pixels], dim=1)
-        fkeys = render_pixels(ff.model, cams, idx, ["features"])["features"]
-        fnn = NearestNeighbourLabeller(
-            fkeys, ann.labels, lambda i, m=ff.model, t=targets: render_view(m, t.camera(i))["features"]
-        )
+        fnn = feature_field_labeller(ff.model, ann.view, cams, targets, ann.pixels, ann.labels)
         row["feature-field-nn"] = evaluate_labeller(fnn, targets, ann)["miou"]
         rows.append(row)
         print(json.dumps(row), flush=True)

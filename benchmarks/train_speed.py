@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
-from bench_utils import build, ensure_scene, train_step
+from bench_utils import build, ensure_scene, time_interleaved
 
 
 def _matched_nerfacto(ours, nerfacto):
@@ -84,15 +83,7 @@ def main() -> None:
         return SemanticPipelineConfig(datamanager=dm, model=model_config)
 
     built = {name: build(pipeline_config(cfg)) for name, cfg in contenders.items()}
-    datamanager = built["ours"][0].datamanager
-    batches = [datamanager.next_train(i) for i in range(args.steps + args.warmup)]
-    times: dict[str, list[float]] = {name: [] for name in built}
-    for i, (ray_bundle, batch) in enumerate(batches):
-        for name, (pipeline, opt, callbacks) in built.items():
-            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), batch, i)
-            if i >= args.warmup:
-                times[name].append(dt)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+    med = time_interleaved(built, built["ours"][0].datamanager, args.steps, args.warmup)
     result = {
         "benchmark": "train_speed",
         "rays_per_step": rays,

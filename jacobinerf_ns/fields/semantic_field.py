@@ -72,6 +72,20 @@ def normalize_positions(
     return x.clamp(0.0, 1.0), inside
 
 
+def grid_mlp(
+    positions: Float[Tensor, "*bs 3"], aabb: Float[Tensor, "2 3"], encoding: nn.Module, mlp: nn.Module
+) -> tuple[Float[Tensor, "*bs out"], Tensor]:
+    """Hash-grid encoding + MLP at world positions (float32 out) and the mask of positions inside the box."""
+    x, inside = normalize_positions(positions, aabb)
+    shape = x.shape[:-1]
+    return mlp(encoding(x.view(-1, 3))).view(*shape, -1).float(), inside
+
+
+def activate_density(raw: Float[Tensor, "*bs 1"], inside: Tensor, average_init_density: float) -> Tensor:
+    """``average_init_density · exp(raw − 1)`` (truncated gradient), zero outside the box."""
+    return average_init_density * trunc_exp(raw - 1.0) * inside[..., None]
+
+
 class SemanticRadianceField(Field):
     """See the module docstring. ``semantic_classes = 0`` / ``feature_dim = 0`` disable those heads."""
 
@@ -132,13 +146,9 @@ class SemanticRadianceField(Field):
 
     def density_at(self, positions: Float[Tensor, "*bs 3"]) -> tuple[Tensor, Tensor]:
         """Density (*bs, 1) and geometry features (*bs, geo_feat_dim) at world positions."""
-        x, inside = normalize_positions(positions, self.aabb)
-        shape = x.shape[:-1]
-        h = self.density_mlp(self.encoding(x.view(-1, 3))).view(*shape, -1).float()
+        h, inside = grid_mlp(positions, self.aabb, self.encoding, self.density_mlp)
         raw_density, geo = torch.split(h, [1, self.geo_feat_dim], dim=-1)
-        density = self.average_init_density * trunc_exp(raw_density - 1.0)
-        density = density * inside[..., None]
-        return density, geo
+        return activate_density(raw_density, inside, self.average_init_density), geo
 
     def density_fn(self, positions: Float[Tensor, "*bs 3"], times: Tensor | None = None) -> Tensor:
         return self.density_at(positions)[0]
@@ -196,7 +206,5 @@ class ProposalDensityField(nn.Module):
         self.average_init_density = average_init_density
 
     def density_fn(self, positions: Float[Tensor, "*bs 3"], times: Tensor | None = None) -> Tensor:
-        x, inside = normalize_positions(positions, self.aabb)
-        shape = x.shape[:-1]
-        raw = self.mlp(self.encoding(x.view(-1, 3))).view(*shape, 1).float()
-        return self.average_init_density * trunc_exp(raw - 1.0) * inside[..., None]
+        raw, inside = grid_mlp(positions, self.aabb, self.encoding, self.mlp)
+        return activate_density(raw, inside, self.average_init_density)

@@ -18,6 +18,8 @@ class DemoSummary:
     """The ``ns-eval`` output."""
     start_time: float
     """Unix time at which the demo started."""
+    propagation_json: Path | None = None
+    """The ``jn-propagate`` output, if any."""
     paths: list[str] = field(default_factory=list)
     """``name=path`` pairs to list."""
 
