@@ -5,7 +5,8 @@ For each level of the synthetic teacher's per-view noise and class-confusion rat
 view (same protocol and clicks as ``benchmarks/propagation.py``). Writes a JSON table and a PNG plot to ``--out`` and
 prints one JSON line per level. The teacher is synthetic (computed from ground truth) throughout.
 
-Usage: ``python benchmarks/teacher_sweep.py [--scene DIR] [--out bench_out/teacher_sweep] [--seed 0]``
+Usage: ``python benchmarks/teacher_sweep.py [--scene DIR] [--out bench_out/teacher_sweep] [--seed 0]
+[--default-jnerf CFG] [--default-features CFG]`` (the last two reuse runs trained with the default teacher)
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def main() -> None:
     parser.add_argument("--scene", type=Path, default=Path("data/synth-room"))
     parser.add_argument("--out", type=Path, default=Path("bench_out/teacher_sweep"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--default-jnerf", type=Path, default=None, help="config.yml of a jacobinerf-tiny run with the default teacher"
+    )
+    parser.add_argument(
+        "--default-features",
+        type=Path,
+        default=None,
+        help="config.yml of a jacobinerf-features-tiny run with the default teacher",
+    )
     args = parser.parse_args()
 
     from jacobinerf_ns.annotations import make_annotation
@@ -51,8 +61,13 @@ def main() -> None:
     for noise, confusion in LEVELS:
         name = f"noise{noise}-confusion{confusion}"
         teacher = SyntheticTeacherConfig(view_noise=noise, class_confusion=confusion, show_progress=False)
-        jn = load_run(train_method("jacobinerf-tiny", scene, args.out, f"jnerf-{name}", dm_teacher=teacher))
-        ff = load_run(train_method("jacobinerf-features-tiny", scene, args.out, f"features-{name}", dm_teacher=teacher))
+        default = teacher == SyntheticTeacherConfig(show_progress=False)
+        jn_cfg = args.default_jnerf if default and args.default_jnerf else None
+        ff_cfg = args.default_features if default and args.default_features else None
+        jn = load_run(jn_cfg or train_method("jacobinerf-tiny", scene, args.out, f"jnerf-{name}", dm_teacher=teacher))
+        ff = load_run(
+            ff_cfg or train_method("jacobinerf-features-tiny", scene, args.out, f"features-{name}", dm_teacher=teacher)
+        )
         dm = jn.datamanager
         cams = dm.train_dataset.cameras
         targets = ViewSet(dm.eval_dataset.cameras, dm.eval_scene.semantics.cpu())
