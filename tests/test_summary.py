@@ -19,7 +19,7 @@ def test_demo_summary_cli(tmp_path, monkeypatch, capsys):
         "miou": 0.25,
         "accuracy": 0.7,
         "views": 30,
-        "teacher": "synthetic (synthetic, computed from ground truth)",
+        "teacher": "synthetic (computed from ground truth)",
     }
     (tmp_path / "prop.json").write_text(json.dumps(prop))
     argv = [

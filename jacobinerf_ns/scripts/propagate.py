@@ -144,8 +144,11 @@ def _label_names(pipeline, scene, target: str) -> dict[int, str]:
 
 
 def _teacher_label(meta: dict) -> str:
-    name = meta.get("teacher_name", "none")
-    return f"{name} (synthetic, computed from ground truth)" if meta.get("teacher_is_synthetic") else str(name)
+    name = str(meta.get("teacher_name", "none"))
+    if not meta.get("teacher_is_synthetic"):
+        return name
+    kind = "computed from ground truth" if "synthetic" in name else "synthetic, computed from ground truth"
+    return f"{name} ({kind})"
 
 
 def entrypoint() -> None:
