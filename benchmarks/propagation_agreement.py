@@ -1,0 +1,72 @@
+"""First-order ``2d`` vs the official ``2d-perturb`` propagation as the perturbation size t changes.
+
+On a trained ``jacobinerf`` run, one click per label in training view 0 (the protocol of ``benchmarks/propagation.py``),
+both methods label the first ``--views`` test views at each t; we report the fraction of pixels given the same label
+(after the official post-processing, as ``jn-propagate`` does) and the per-view speed-up of ``2d``. Prints ONE JSON
+line. The labels are those of the run's scene; on ``jn-synth`` runs the teacher was the synthetic one.
+
+Usage: ``python benchmarks/propagation_agreement.py --load-config RUN/config.yml [--ts 0.01 0.1 1] [--views 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench_utils import load_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--load-config", type=Path, required=True, help="config.yml of a jacobinerf run")
+    parser.add_argument("--ts", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--target", choices=["semantic", "instance"], default="semantic")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from jacobinerf_ns.annotations import make_annotation
+    from jacobinerf_ns.propagator import JacobiLabeller, ViewSet
+    from jacobinerf_ns.scripts.propagate import _label_names
+
+    pipeline = load_run(args.load_config)
+    dm = pipeline.datamanager
+    source = "semantics" if args.target == "semantic" else "instance"
+    targets = ViewSet(dm.eval_dataset.cameras, getattr(dm.eval_scene, source).cpu())
+    names = _label_names(pipeline, dm.train_scene, args.target)
+    ann = make_annotation(getattr(dm.train_scene, source)[0].cpu(), args.target, "sparse", 0, args.seed, names)
+    views = min(args.views, len(targets))
+    rows, seconds = [], {"2d": 0.0, "2d-perturb": 0.0}
+    for t in args.ts:
+        labellers = {
+            m: JacobiLabeller(pipeline.model, ann, dm.train_dataset.cameras, m, targets, perturb_t=t)
+            for m in ("2d", "2d-perturb")
+        }
+        same = 0.0
+        for v in range(views):
+            preds = {}
+            for m, lab in labellers.items():
+                start = time.perf_counter()
+                preds[m] = lab.predict(v)
+                seconds[m] += time.perf_counter() - start
+            same += float((preds["2d"] == preds["2d-perturb"]).float().mean())
+        rows.append({"t": t, "same_labels": round(same / views, 4)})
+    print(
+        json.dumps(
+            {
+                "benchmark": "propagation_agreement",
+                "config": str(args.load_config),
+                "target": args.target,
+                "num_labels": ann.num_labels,
+                "views": views,
+                "agreement": rows,
+                "speedup_2d_vs_perturb": round(seconds["2d-perturb"] / seconds["2d"], 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
