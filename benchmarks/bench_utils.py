@@ -36,6 +36,17 @@ def no_lpips():
         lpip.LearnedPerceptualImagePatchSimilarity = original
 
 
+def use_synthetic_teacher(datamanager_config) -> None:
+    """Benchmarks run offline on ground-truth scenes: a datamanager with a teacher gets the synthetic one (kept if
+    it already is, with its options), quietly."""
+    if hasattr(datamanager_config, "teacher"):
+        from jacobinerf_ns.teachers import SyntheticTeacherConfig
+
+        if not isinstance(datamanager_config.teacher, SyntheticTeacherConfig):
+            datamanager_config.teacher = SyntheticTeacherConfig()
+        datamanager_config.teacher.show_progress = False
+
+
 def method_pipeline_config(method: str, scene: Path, rays: int | None = None):
     """A deep copy of a registered method's pipeline config pointed at ``scene`` (synthetic teacher if any)."""
     from nerfstudio.configs.method_configs import all_methods
@@ -44,12 +55,7 @@ def method_pipeline_config(method: str, scene: Path, rays: int | None = None):
     cfg.datamanager.data = scene
     if rays is not None:
         cfg.datamanager.train_num_rays_per_batch = rays
-    if hasattr(cfg.datamanager, "teacher"):
-        from jacobinerf_ns.teachers import SyntheticTeacherConfig
-
-        if not isinstance(cfg.datamanager.teacher, SyntheticTeacherConfig):
-            cfg.datamanager.teacher = SyntheticTeacherConfig()
-        cfg.datamanager.teacher.show_progress = False
+    use_synthetic_teacher(cfg.datamanager)
     return cfg
 
 
@@ -128,12 +134,7 @@ def train_method(method: str, scene: Path, out: Path, name: str, **model_overrid
     cfg.experiment_name = out.name
     cfg.timestamp = name
     cfg.vis = "tensorboard"
-    if hasattr(cfg.pipeline.datamanager, "teacher"):
-        from jacobinerf_ns.teachers import SyntheticTeacherConfig
-
-        if not isinstance(cfg.pipeline.datamanager.teacher, SyntheticTeacherConfig):
-            cfg.pipeline.datamanager.teacher = SyntheticTeacherConfig()
-        cfg.pipeline.datamanager.teacher.show_progress = False
+    use_synthetic_teacher(cfg.pipeline.datamanager)
     for key, value in model_overrides.items():
         if key.startswith("dm_"):
             setattr(cfg.pipeline.datamanager, key[3:], value)
@@ -159,19 +160,23 @@ def load_run(config_path: Path):
 
 def teacher_targets(pipeline):
     """Teacher features of the test views (the teacher is 2D: it sees the test images)."""
-    from jacobinerf_ns.teachers import TeacherInputs, compute_teacher_features
+    dm = pipeline.datamanager
+    return dm.compute_teacher_features_for(dm.eval_scene, dm.eval_dataset.image_filenames)
+
+
+def protocol(pipeline, target: str, setting: str, seed: int):
+    """The official protocol on a loaded run: training view 0 is labelled (one seeded click per label present for
+    ``sparse``, the whole view for ``dense``) and every test view is a target. Returns (annotation, targets)."""
+    from jacobinerf_ns.annotations import make_annotation
+    from jacobinerf_ns.propagator import ViewSet
+    from jacobinerf_ns.scripts.propagate import _label_names
 
     dm = pipeline.datamanager
-    scene = dm.eval_scene
-    n = scene.shape[0]
-    inputs = TeacherInputs(
-        images=[scene.images[i].cpu() for i in range(n)],
-        semantics=[scene.semantics[i].cpu() for i in range(n)],
-        instances=[scene.instance[i].cpu() for i in range(n)],
-        image_size=(scene.shape[1], scene.shape[2]),
-    )
-    cache = Path(dm.config.data) / ".teacher_cache"
-    return compute_teacher_features(dm.config.teacher, inputs, cache_dir=cache)
+    source = "semantics" if target == "semantic" else "instance"
+    targets = ViewSet(dm.eval_dataset.cameras, getattr(dm.eval_scene, source).cpu())
+    names = _label_names(pipeline, dm.train_scene, target)
+    ann = make_annotation(getattr(dm.train_scene, source)[0].cpu(), target, setting, 0, seed, names)
+    return ann, targets
 
 
 def subsample(ann, limit: int, seed: int):

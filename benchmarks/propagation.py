@@ -27,6 +27,7 @@ from bench_utils import (
     ensure_scene,
     feature_field_labeller,
     load_run,
+    protocol,
     subsample,
     teacher_nn_labeller,
     teacher_targets,
@@ -52,14 +53,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["sparse", "dense"])
     args = parser.parse_args()
 
-    from jacobinerf_ns.annotations import make_annotation
-    from jacobinerf_ns.propagator import (
-        JacobiLabeller,
-        SemanticHeadLabeller,
-        ViewSet,
-        evaluate_labeller,
-    )
-    from jacobinerf_ns.scripts.propagate import _label_names
+    from jacobinerf_ns.propagator import JacobiLabeller, SemanticHeadLabeller, evaluate_labeller
 
     start_all = time.perf_counter()
     scene = ensure_scene(args.scene)
@@ -77,7 +71,7 @@ def main() -> None:
     pipes = {name: load_run(path) for name, path in runs.items()}
     jn = pipes["jnerf"]
     dm = jn.datamanager
-    train_cams, test_cams = dm.train_dataset.cameras, dm.eval_dataset.cameras
+    train_cams = dm.train_dataset.cameras
     teacher_test = teacher_targets(jn)
     lines, agreement = [], []
 
@@ -90,11 +84,8 @@ def main() -> None:
         print(json.dumps(line), flush=True)
 
     for target in args.targets:
-        source = "semantics" if target == "semantic" else "instance"
-        targets = ViewSet(test_cams, getattr(dm.eval_scene, source).cpu())
-        names = _label_names(jn, dm.train_scene, target)
         for setting in args.settings:
-            ann = make_annotation(getattr(dm.train_scene, source)[0].cpu(), target, setting, 0, args.seed, names)
+            ann, targets = protocol(jn, target, setting, args.seed)
             ann_path = args.out / f"annotations_{setting}_{target}.json"
             ann.save(ann_path)
             preds = {}

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from bench_utils import load_run
+from bench_utils import load_run, protocol
 
 
 def main() -> None:
@@ -27,16 +27,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from jacobinerf_ns.annotations import make_annotation
-    from jacobinerf_ns.propagator import JacobiLabeller, ViewSet
-    from jacobinerf_ns.scripts.propagate import _label_names
+    from jacobinerf_ns.propagator import JacobiLabeller
 
     pipeline = load_run(args.load_config)
     dm = pipeline.datamanager
-    source = "semantics" if args.target == "semantic" else "instance"
-    targets = ViewSet(dm.eval_dataset.cameras, getattr(dm.eval_scene, source).cpu())
-    names = _label_names(pipeline, dm.train_scene, args.target)
-    ann = make_annotation(getattr(dm.train_scene, source)[0].cpu(), args.target, "sparse", 0, args.seed, names)
+    ann, targets = protocol(pipeline, args.target, "sparse", args.seed)
     views = min(args.views, len(targets))
     rows, seconds = [], {"2d": 0.0, "2d-perturb": 0.0}
     for t in args.ts:

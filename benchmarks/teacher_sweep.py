@@ -20,6 +20,7 @@ from bench_utils import (
     ensure_scene,
     feature_field_labeller,
     load_run,
+    protocol,
     teacher_nn_labeller,
     teacher_targets,
     train_method,
@@ -45,13 +46,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from jacobinerf_ns.annotations import make_annotation
-    from jacobinerf_ns.propagator import (
-        JacobiLabeller,
-        ViewSet,
-        evaluate_labeller,
-    )
-    from jacobinerf_ns.scripts.propagate import _label_names
+    from jacobinerf_ns.propagator import JacobiLabeller, evaluate_labeller
     from jacobinerf_ns.teachers import SyntheticTeacherConfig
 
     start = time.perf_counter()
@@ -68,17 +63,8 @@ def main() -> None:
         ff = load_run(
             ff_cfg or train_method("jacobinerf-features-tiny", scene, args.out, f"features-{name}", dm_teacher=teacher)
         )
-        dm = jn.datamanager
-        cams = dm.train_dataset.cameras
-        targets = ViewSet(dm.eval_dataset.cameras, dm.eval_scene.semantics.cpu())
-        ann = make_annotation(
-            dm.train_scene.semantics[0].cpu(),
-            "semantic",
-            "sparse",
-            0,
-            args.seed,
-            _label_names(jn, dm.train_scene, "semantic"),
-        )
+        cams = jn.datamanager.train_dataset.cameras
+        ann, targets = protocol(jn, "semantic", "sparse", args.seed)
         row = {"view_noise": noise, "class_confusion": confusion, "teacher": "synthetic (computed from ground truth)"}
         row["jnerf-3d"] = evaluate_labeller(JacobiLabeller(jn.model, ann, cams, "3d", targets), targets, ann)["miou"]
         nn = teacher_nn_labeller(jn, teacher_targets(jn), ann.pixels, ann.labels)

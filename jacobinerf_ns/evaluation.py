@@ -8,7 +8,8 @@ raise the first two relative to the last.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from jaxtyping import Float, Int
@@ -17,6 +18,22 @@ from nerfstudio.model_components.ray_generators import RayGenerator
 from torch import Tensor
 
 from jacobinerf_ns.data.class_table import IGNORE_LABEL
+
+
+@contextmanager
+def eval_mode(model, **flags) -> Iterator[None]:
+    """The model in eval mode with attributes temporarily set (e.g. ``output_jacobians=True``); all restored after."""
+    previous = {k: getattr(model, k) for k in flags}
+    was_training = model.training
+    for k, v in flags.items():
+        setattr(model, k, v)
+    model.eval()
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            setattr(model, k, v)
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -29,23 +46,13 @@ def render_pixels(
     jacobians: bool = False,
 ) -> dict[str, Tensor]:
     """Render the pixels ``(image, y, x)`` of ``cameras`` in eval mode; return the requested outputs per pixel."""
-    was_training = model.training
-    model.eval()
-    previous = getattr(model, "output_jacobians", None)
-    if jacobians:
-        model.output_jacobians = True
-    try:
+    collected: dict[str, list] = defaultdict(list)
+    with eval_mode(model, **({"output_jacobians": True} if jacobians else {})):
         generator = RayGenerator(cameras.to(model.device))
-        collected: dict[str, list] = defaultdict(list)
         for start in range(0, len(indices), chunk):
-            bundle = generator(indices[start : start + chunk].to(model.device))
-            out = model(bundle)
+            out = model(generator(indices[start : start + chunk].to(model.device)))
             for name in outputs:
                 collected[name].append(out[name].cpu())
-    finally:
-        if previous is not None:
-            model.output_jacobians = previous
-        model.train(was_training)
     return {name: torch.cat(values) for name, values in collected.items()}
 
 

@@ -26,7 +26,7 @@ from jacobinerf_ns.aggregator import train_aggregator
 from jacobinerf_ns.annotations import Annotation
 from jacobinerf_ns.data.class_table import IGNORE_LABEL, palette
 from jacobinerf_ns.errors import ConfigError
-from jacobinerf_ns.evaluation import render_pixels
+from jacobinerf_ns.evaluation import eval_mode, render_pixels
 from jacobinerf_ns.metrics import confusion_matrix, segmentation_scores
 from jacobinerf_ns.propagation import (
     METHODS,
@@ -67,18 +67,9 @@ def require_jacobian_head(model, where: str = "the run") -> None:
 
 @torch.no_grad()
 def render_view(model, camera: Cameras, **flags) -> dict[str, Tensor]:
-    """``get_outputs_for_camera`` with temporary model attributes (e.g. ``output_jacobians=True``)."""
-    previous = {k: getattr(model, k) for k in flags}
-    for k, v in flags.items():
-        setattr(model, k, v)
-    was_training = model.training
-    model.eval()
-    try:
+    """``get_outputs_for_camera`` in eval mode with temporary model attributes (e.g. ``output_jacobians=True``)."""
+    with eval_mode(model, **flags):
         return model.get_outputs_for_camera(camera.to(model.device))
-    finally:
-        for k, v in previous.items():
-            setattr(model, k, v)
-        model.train(was_training)
 
 
 class JacobiLabeller:

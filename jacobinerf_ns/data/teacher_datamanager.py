@@ -84,7 +84,9 @@ class TeacherDataManager(SemanticDataManager):
     def setup_train(self):
         super().setup_train()
         self.tau_pos = float(self.config.tau_pos_init)
-        self.teacher_features = self._compute_teacher_features().to(self.storage_device)
+        self.teacher_features = self.compute_teacher_features_for(
+            self.train_scene, self.train_dataset.image_filenames
+        ).to(self.storage_device)
         meta = self.train_dataset.metadata
         meta["teacher_feature_dim"] = self.teacher_features.feature_dim
         meta["teacher_name"] = self.teacher_features.teacher_name
@@ -94,12 +96,12 @@ class TeacherDataManager(SemanticDataManager):
         meta["teacher_feature_sample"] = flat[pick.to(flat.device)].float().cpu()
         self._neighbours = self._camera_neighbours()
 
-    def _compute_teacher_features(self) -> TeacherFeatures:
-        scene = self.train_scene
+    def compute_teacher_features_for(self, scene, image_filenames: list[Path]) -> TeacherFeatures:
+        """The configured teacher's features of ``scene``'s images (any split), through the on-disk cache."""
         n = scene.shape[0]
         data = Path(self.config.data if self.config.data is not None else self.config.dataparser.data)
         cache_dir = self.config.teacher_cache_dir or data / ".teacher_cache"
-        identities = [file_identity(p) for p in self.train_dataset.image_filenames]
+        identities = [file_identity(p) for p in image_filenames]
         if self.config.camera_res_scale_factor != 1.0:
             identities = None  # resized in memory: hash the pixels themselves
         inputs = TeacherInputs(
