@@ -6,7 +6,8 @@ sampled from the *test* views we render the closed-form Jacobians and report the
 the same instance, of the same class (other instance) and of different classes, plus the test PSNR of each run.
 The teacher is the synthetic one computed from ground truth (say so wherever these numbers go). Prints ONE JSON line.
 
-Usage: ``python benchmarks/shaping_effect.py [--scene DIR] [--steps N] [--pixels 3000] [--out bench_out]``
+Usage: ``python benchmarks/shaping_effect.py [--scene DIR] [--steps N] [--pixels 3000] [--out bench_out]
+[--weight W] [--unshaped CFG]`` (``--weight``: both shaping loss weights; ``--unshaped``: reuse an unshaped run)
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 from bench_utils import ensure_scene, load_run, train_method
 
 
-def train_run(name: str, scene: Path, out: Path, shaped: bool, steps: int | None) -> Path:
+def train_run(name: str, scene: Path, out: Path, shaped: bool, steps: int | None, weight: float | None) -> Path:
     overrides: dict = {}
     if steps is not None:
         overrides.update(max_num_iterations=steps, shaping_start_step=steps // 3)
     if not shaped:
         overrides.update(nce_loss_weight=0.0, norm_loss_weight=0.0)
+    elif weight is not None:
+        overrides.update(nce_loss_weight=weight, norm_loss_weight=weight)
     return train_method("jacobinerf-tiny", scene, out / "shaping_effect", name, **overrides)
 
 
@@ -50,14 +53,22 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
+    parser.add_argument("--weight", type=float, default=None, help="both shaping loss weights (default: the preset's)")
+    parser.add_argument("--unshaped", type=Path, default=None, help="config.yml of an unshaped run to reuse")
     args = parser.parse_args()
     scene = ensure_scene(args.scene)
     start = time.perf_counter()
-    results = {}
+    results, weight = {}, None
     for name, shaped in (("before", False), ("after", True)):
-        config = train_run(f"{'shaped' if shaped else 'unshaped'}", scene, args.out, shaped, args.steps)
-        results[name] = evaluate(load_run(config), args.pixels, args.seed)
+        reuse = args.unshaped if not shaped else None
+        config = reuse or train_run(
+            f"{'shaped' if shaped else 'unshaped'}", scene, args.out, shaped, args.steps, args.weight
+        )
+        pipeline = load_run(config)
+        results[name] = evaluate(pipeline, args.pixels, args.seed)
+        weight = pipeline.model.config.nce_loss_weight
     line = {"benchmark": "shaping_effect", "teacher": "synthetic (computed from ground truth)", "scene": str(scene)}
+    line["shaping_weight"] = weight
     for key in ("cos_same_instance", "cos_same_class", "cos_diff_class"):
         for when in ("before", "after"):
             line[f"{key}_{when}"] = round(results[when][key], 4)
