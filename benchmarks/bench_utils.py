@@ -59,10 +59,10 @@ def method_pipeline_config(method: str, scene: Path, rays: int | None = None):
     return cfg
 
 
-def build(pipeline_config, lr: float = 1e-2):
-    """(pipeline, Adam over all parameter groups, the model's training callbacks) on the CPU."""
+def build(pipeline_config, lr: float = 1e-2, device: str = "cpu"):
+    """(pipeline, Adam over all parameter groups, the model's training callbacks) on ``device``."""
     with no_lpips():
-        pipeline = pipeline_config.setup(device="cpu", test_mode="val")
+        pipeline = pipeline_config.setup(device=device, test_mode="val")
     groups = pipeline.get_param_groups()
     opt = torch.optim.Adam([p for ps in groups.values() for p in ps], lr=lr, eps=1e-15)
     callbacks = pipeline.model.get_training_callbacks(None)  # type: ignore[arg-type]
@@ -73,6 +73,8 @@ def train_step(pipeline, opt, callbacks, ray_bundle, batch, step: int) -> float:
     """One optimisation step as nerfstudio's trainer does it (callbacks, forward, losses, backward, Adam); seconds."""
     from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
+    synchronize = torch.cuda.synchronize if pipeline.device.type == "cuda" else (lambda: None)
+    synchronize()
     start = time.perf_counter()
     for cb in callbacks:
         if TrainingCallbackLocation.BEFORE_TRAIN_ITERATION in cb.where_to_run:
@@ -86,6 +88,7 @@ def train_step(pipeline, opt, callbacks, ray_bundle, batch, step: int) -> float:
     for cb in callbacks:
         if TrainingCallbackLocation.AFTER_TRAIN_ITERATION in cb.where_to_run:
             cb.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    synchronize()  # CUDA kernels are asynchronous: time the work, not its launch
     return time.perf_counter() - start
 
 
@@ -143,6 +146,15 @@ def train_method(method: str, scene: Path, out: Path, name: str, **model_overrid
         else:
             setattr(cfg.pipeline.model, key, value)
     cfg.save_config()
+    # nerfstudio's writers are module globals that only ever grow: without this, every earlier run's tensorboard
+    # file of this process would also receive this run's scalars
+    from nerfstudio.utils import writer
+
+    for previous in writer.EVENT_WRITERS:
+        if hasattr(previous, "tb_writer"):
+            previous.tb_writer.close()
+    writer.EVENT_WRITERS.clear()
+    writer.EVENT_STORAGE.clear()
     torch.manual_seed(cfg.machine.seed)
     trainer = cfg.setup(local_rank=0, world_size=1)
     trainer.setup()

@@ -6,10 +6,12 @@ shaping off (the "no resonance" control), ``jacobinerf-features-tiny`` (feature 
 (every line says so). Protocol: training view 0 is the labelled view; sparse = one random pixel per label present
 (seeded), dense = the whole view; labels absent from it are ignored; scores pooled over the test views.
 
-Methods per (setting, target): ``jnerf-3d``, ``jnerf-2d``, ``jnerf-2d-perturb`` (first ``--perturb-views`` test
-views: one render per label), ``plain-nerf-3d`` / ``plain-nerf-2d`` (shaping off), ``teacher-2d-nn``,
+Methods per (setting, target): ``jnerf-3d``, ``jnerf-3d-unit`` (3d with unit label directions,
+``jn-propagate --normalize-directions``), ``jnerf-2d``, ``jnerf-2d-perturb`` (first ``--perturb-views`` test
+views: one render per label), ``plain-nerf-3d`` / ``-3d-unit`` / ``-2d`` (shaping off), ``teacher-2d-nn``,
 ``feature-field-nn``, ``semantic-nerf``. Prints one JSON line per method × setting × target, one ``agreement`` line
-(``2d`` vs ``2d-perturb``: label agreement and speed ratio) and a markdown table; writes both to ``--out``.
+(``2d`` vs ``2d-perturb``: label agreement and speed ratio, both on the first ``--perturb-views`` test views) and a
+markdown table; writes both to ``--out``.
 
 Usage: ``python benchmarks/propagation.py [--scene DIR] [--out bench_out/propagation] [--jnerf CFG]
 [--plain CFG] [--features CFG] [--seed 0]``
@@ -73,7 +75,7 @@ def main() -> None:
     dm = jn.datamanager
     train_cams = dm.train_dataset.cameras
     teacher_test = teacher_targets(jn)
-    lines, agreement = [], []
+    lines, agreement, seconds = [], [], {}
 
     def emit(method: str, setting: str, target: str, result: dict) -> None:
         line = {"method": method, "setting": setting, "target": target, "teacher": TEACHER}
@@ -90,14 +92,16 @@ def main() -> None:
             ann.save(ann_path)
             preds = {}
             for run, prefix in (("jnerf", "jnerf"), ("plain", "plain-nerf")):
-                for method in ("3d", "2d", "2d-perturb"):
+                for method in ("3d", "3d-unit", "2d", "2d-perturb"):
                     if run == "plain" and method == "2d-perturb":
                         continue
-                    lab = JacobiLabeller(pipes[run].model, ann, train_cams, method, targets)
+                    kernel, unit = ("3d", True) if method == "3d-unit" else (method, False)
+                    lab = JacobiLabeller(pipes[run].model, ann, train_cams, kernel, targets, normalize_directions=unit)
                     views = min(args.perturb_views, len(targets)) if method == "2d-perturb" else args.max_views
                     result = evaluate_labeller(lab, targets, ann, views, keep_predictions=True)
                     if run == "jnerf" and method in ("2d", "2d-perturb"):
                         preds[method] = result["predictions"][: args.perturb_views]
+                        seconds[(setting, target, method)] = result["view_seconds"][: args.perturb_views]
                     emit(f"{prefix}-{method}", setting, target, result)
             same = torch.cat([(a == b).flatten() for a, b in zip(preds["2d"], preds["2d-perturb"], strict=True)])
             agreement.append({"setting": setting, "target": target, "same_labels": float(same.float().mean())})
@@ -118,14 +122,14 @@ def main() -> None:
             sem = SemanticHeadLabeller(load_run(sem_cfg).model, targets)
             emit("semantic-nerf", setting, target, evaluate_labeller(sem, targets, ann, args.max_views))
 
-    speed = {}
-    for line in lines:
-        if line["method"] in ("jnerf-2d", "jnerf-2d-perturb"):
-            speed.setdefault((line["setting"], line["target"]), {})[line["method"]] = line
     for item in agreement:
-        pair = speed[(item["setting"], item["target"])]
-        item["speedup_2d_vs_perturb"] = pair["jnerf-2d-perturb"]["s_per_view"] / pair["jnerf-2d"]["s_per_view"]
-        item["num_labels"] = pair["jnerf-2d"]["num_classes"]
+        # on the same views (the first --perturb-views), so that both times share the views' content
+        key = (item["setting"], item["target"])
+        item["speedup_2d_vs_perturb"] = sum(seconds[(*key, "2d-perturb")]) / sum(seconds[(*key, "2d")])
+        item["views"] = len(seconds[(*key, "2d")])
+        item["num_labels"] = next(
+            r["num_classes"] for r in lines if r["method"] == "jnerf-2d" and (r["setting"], r["target"]) == key
+        )
         print(json.dumps({"benchmark": "propagation-agreement", "teacher": TEACHER, **item}), flush=True)
 
     table = [

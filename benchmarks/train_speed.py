@@ -8,7 +8,8 @@ alternating model by model every step, and one step = forward + losses + backwar
 * ``matched_*``: nerfacto shrunk to our preset's grid, MLP widths and sample counts — the speed of the
   implementation alone (hash grid, field, sampler), not of the smaller configuration.
 
-Usage: ``python benchmarks/train_speed.py [--scene DIR] [--steps 15] [--rays 2048]``
+Usage: ``python benchmarks/train_speed.py [--scene DIR] [--steps 15] [--rays 2048] [--device cpu|cuda]`` (default:
+CUDA when torch sees one, else the CPU)
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rays", type=int, default=None, help="default: the preset's rays per batch")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     args = parser.parse_args()
 
     from nerfstudio.configs.method_configs import all_methods
@@ -82,12 +84,16 @@ def main() -> None:
         dm.data = scene
         return SemanticPipelineConfig(datamanager=dm, model=model_config)
 
-    built = {name: build(pipeline_config(cfg)) for name, cfg in contenders.items()}
+    from jacobinerf_ns.fields.backend import auto_device_type
+
+    device = args.device or auto_device_type()
+    built = {name: build(pipeline_config(cfg), device=device) for name, cfg in contenders.items()}
     med = time_interleaved(built, built["ours"][0].datamanager, args.steps, args.warmup)
     result = {
         "benchmark": "train_speed",
         "rays_per_step": rays,
         "steps": args.steps,
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "ours_s": round(med["ours"], 4),
         "nerfacto_s": round(med["nerfacto"], 4),

@@ -48,7 +48,8 @@ def render_pixels(
     """Render the pixels ``(image, y, x)`` of ``cameras`` in eval mode; return the requested outputs per pixel."""
     collected: dict[str, list] = defaultdict(list)
     with eval_mode(model, **({"output_jacobians": True} if jacobians else {})):
-        generator = RayGenerator(cameras.to(model.device))
+        # RayGenerator keeps its pixel grid as a buffer made on the CPU: move the module too (CUDA runs).
+        generator = RayGenerator(cameras.to(model.device)).to(model.device)
         for start in range(0, len(indices), chunk):
             out = model(generator(indices[start : start + chunk].to(model.device)))
             for name in outputs:

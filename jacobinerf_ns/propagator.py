@@ -29,6 +29,7 @@ from jacobinerf_ns.errors import ConfigError
 from jacobinerf_ns.evaluation import eval_mode, render_pixels
 from jacobinerf_ns.metrics import confusion_matrix, segmentation_scores
 from jacobinerf_ns.propagation import (
+    DEFAULT_PERTURB_T,
     METHODS,
     first_order_response,
     label_directions,
@@ -37,6 +38,7 @@ from jacobinerf_ns.propagation import (
     perturbation_response,
     perturbed_weight,
     postprocess_2d,
+    unit_directions,
 )
 
 
@@ -82,9 +84,10 @@ class JacobiLabeller:
         train_cameras: Cameras,
         method: str,
         targets: ViewSet,
-        perturb_t: float = 0.1,
+        perturb_t: float = DEFAULT_PERTURB_T,
         normalize_3d: bool = False,
         aggregator_steps: int = 1000,
+        normalize_directions: bool = False,
     ) -> None:
         require_jacobian_head(model)
         if method not in METHODS:
@@ -94,6 +97,8 @@ class JacobiLabeller:
         idx = torch.cat([torch.full((len(annotation.pixels), 1), annotation.view), annotation.pixels], dim=1)
         jac = render_pixels(model, train_cameras, idx, ["jacobian"], jacobians=True)["jacobian"]
         self.directions = label_directions(jac.view(len(idx), 3, -1), annotation.labels, annotation.num_labels)
+        if normalize_directions:
+            self.directions = unit_directions(self.directions)
         self.aggregator = None
         if annotation.setting == "dense":
             maps = self.responses(train_cameras[annotation.view : annotation.view + 1])
@@ -147,11 +152,12 @@ class NearestNeighbourLabeller:
     def predict(self, view: int) -> Int[Tensor, "h w"]:
         feats = self.target_features(view)
         h, w, d = feats.shape
-        flat = F.normalize(feats.reshape(-1, d).float(), dim=-1)
+        # keys and targets may come from different devices (teacher features vs renders on CUDA): use the keys'
+        flat = F.normalize(feats.reshape(-1, d).float().to(self.keys.device), dim=-1)
         best = torch.cat(
             [(flat[s : s + self.chunk] @ self.keys.T).argmax(dim=1) for s in range(0, len(flat), self.chunk)]
         )
-        return self.labels[best].view(h, w)
+        return self.labels.to(best.device)[best].view(h, w).cpu()
 
 
 class SemanticHeadLabeller:
@@ -202,4 +208,5 @@ def evaluate_labeller(
         "num_classes_evaluated": scores["num_classes_present"],
         "views": len(seconds),
         "s_per_view": float(np.mean(seconds)) if seconds else float("nan"),
+        "view_seconds": [round(s, 4) for s in seconds],
     }

@@ -1,4 +1,4 @@
-"""Shared fixtures. Everything runs offline on the CPU."""
+"""Shared fixtures. Everything runs offline, on the CPU (kernel tests also on CUDA when torch sees it)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+"""Math kernels are checked against their references on every device torch sees (CI: the CPU only)."""
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
 
 TINY_CLASSES = [{"id": 3, "name": "wall"}, {"id": 7, "name": "chair"}, {"id": 12, "name": "table"}]
 

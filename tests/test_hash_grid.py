@@ -48,13 +48,13 @@ def _points(n: int, layout, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("features", [2, 1, 3])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_fast_matches_reference_float64(name: str, features: int) -> None:
+def test_fast_matches_reference_float64(name: str, features: int, device: torch.device) -> None:
     cfg, dense_pattern = CONFIGS[name]
     layout = hash_grid_layout(*cfg)
     assert [level.dense for level in layout.levels] == dense_pattern  # the config really exercises what it says
     gen = torch.Generator().manual_seed(1)
-    table = torch.randn(layout.num_rows, features, generator=gen, dtype=torch.float64)
-    x = _points(300, layout, seed=2)
+    table = torch.randn(layout.num_rows, features, generator=gen, dtype=torch.float64).to(device)
+    x = _points(300, layout, seed=2).to(device)
 
     x_fast, t_fast = x.clone().requires_grad_(), table.clone().requires_grad_()
     x_ref, t_ref = x.clone().requires_grad_(), table.clone().requires_grad_()
@@ -64,7 +64,7 @@ def test_fast_matches_reference_float64(name: str, features: int) -> None:
     assert out_fast.dtype == torch.float64
     assert (out_fast - out_ref).abs().max().item() <= 1e-10
 
-    weights = torch.randn(out_fast.shape, generator=gen, dtype=torch.float64)  # a random linear functional
+    weights = torch.randn(out_fast.shape, generator=gen, dtype=torch.float64).to(device)  # a random linear functional
     gx_fast, gt_fast = torch.autograd.grad((out_fast * weights).sum(), [x_fast, t_fast])
     gx_ref, gt_ref = torch.autograd.grad((out_ref * weights).sum(), [x_ref, t_ref])
     assert (gt_fast - gt_ref).abs().max().item() <= 1e-10

@@ -19,15 +19,16 @@ R, S, K = 7, 11, 9
 class _Scene(torch.nn.Module):
     """A random 'field': hidden features and densities from positions, weights by alpha compositing."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, device: torch.device | str = "cpu"):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.pos = torch.randn(R, S, 3, generator=g, dtype=torch.float64)
-        self.deltas = torch.rand(R, S, 1, generator=g, dtype=torch.float64) * 0.3
-        self.hidden_net = torch.nn.Sequential(torch.nn.Linear(3, K), torch.nn.Tanh(), torch.nn.Linear(K, K)).double()
-        self.density_net = torch.nn.Linear(3, 1).double()
-        self.W = torch.nn.Parameter(torch.randn(3, K, generator=g, dtype=torch.float64))
-        self.b = torch.nn.Parameter(torch.randn(3, generator=g, dtype=torch.float64))
+        self.pos = torch.randn(R, S, 3, generator=g, dtype=torch.float64).to(device)
+        self.deltas = (torch.rand(R, S, 1, generator=g, dtype=torch.float64) * 0.3).to(device)
+        self.hidden_net = torch.nn.Sequential(torch.nn.Linear(3, K), torch.nn.Tanh(), torch.nn.Linear(K, K))
+        self.hidden_net = self.hidden_net.double().to(device)
+        self.density_net = torch.nn.Linear(3, 1).double().to(device)
+        self.W = torch.nn.Parameter(torch.randn(3, K, generator=g, dtype=torch.float64).to(device))
+        self.b = torch.nn.Parameter(torch.randn(3, generator=g, dtype=torch.float64).to(device))
 
     def internals(self):
         h = torch.relu(self.hidden_net(self.pos))
@@ -50,8 +51,8 @@ class _Scene(torch.nn.Module):
 
 
 @pytest.mark.parametrize("last_sample", [False, True])
-def test_closed_form_matches_autograd(last_sample):
-    scene = _Scene(0)
+def test_closed_form_matches_autograd(last_sample, device):
+    scene = _Scene(0, device)
     ref = jacobian_autograd_reference(lambda W: scene.colors(W, last_sample), scene.W)
     # only row c of dC_c/dW is non-zero
     off = ref.clone()

@@ -21,6 +21,7 @@ from jacobinerf_ns.propagation import (
     postprocess_2d,
     sample_response_3d,
     sample_response_3d_reference,
+    unit_directions,
 )
 
 
@@ -34,14 +35,32 @@ def test_label_directions_are_class_means_of_mean_rgb_jacobians():
         label_directions(J, labels, 3)
 
 
-def test_first_order_and_3d_responses_match_loops():
+def test_first_order_and_3d_responses_match_loops(device):
     g = torch.Generator().manual_seed(0)
     J = torch.randn(6, 3, 5, generator=g, dtype=torch.float64)
     G = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
-    assert torch.allclose(first_order_response(J, G, 0.1), first_order_response_reference(J, G, 0.1))
+    fast = first_order_response(J.to(device), G.to(device), 0.1).cpu()
+    assert torch.allclose(fast, first_order_response_reference(J, G, 0.1))
     h = torch.randn(3, 7, 5, generator=g, dtype=torch.float64)
     w = torch.rand(3, 7, 1, generator=g, dtype=torch.float64)
-    assert torch.allclose(sample_response_3d(h, w, G), sample_response_3d_reference(h, w, G))
+    fast = sample_response_3d(h.to(device), w.to(device), G.to(device)).cpu()
+    assert torch.allclose(fast, sample_response_3d_reference(h, w, G))
+
+
+def test_unit_directions_remove_the_scale_of_each_label():
+    g = torch.Generator().manual_seed(2)
+    G = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    U = unit_directions(G)
+    for k in range(4):
+        gbar = sum(G[k, c] for c in range(3)) / 3
+        assert torch.allclose(U[k], G[k] / torch.linalg.vector_norm(gbar))
+    # 3D responses no longer depend on how strongly each label's direction is scaled
+    h = torch.rand(2, 6, 5, generator=g, dtype=torch.float64)
+    w = torch.rand(2, 6, 1, generator=g, dtype=torch.float64)
+    scaled = G * torch.tensor([1.0, 10.0, 0.1, 3.0], dtype=torch.float64)[:, None, None]
+    assert torch.allclose(sample_response_3d(h, w, unit_directions(scaled)), sample_response_3d(h, w, U))
+    with pytest.raises(ValueError, match="are zero"):
+        unit_directions(torch.zeros(2, 3, 5))
 
 
 def test_postprocess_matches_the_official_opencv_steps():

@@ -16,15 +16,15 @@ from jacobinerf_ns.shaping import (
 )
 
 
-def _data(n=13, m=6, d=5, seed=0):
+def _data(n=13, m=6, d=5, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    J = torch.randn(n, m, dtype=torch.float64, generator=g, requires_grad=True)
-    f = torch.nn.functional.normalize(torch.randn(n, d, dtype=torch.float64, generator=g), dim=1)
+    J = torch.randn(n, m, dtype=torch.float64, generator=g).to(device).requires_grad_()
+    f = torch.nn.functional.normalize(torch.randn(n, d, dtype=torch.float64, generator=g), dim=1).to(device)
     return J, f
 
 
-def test_info_nce_matches_reference_values_and_gradients():
-    J, f = _data()
+def test_info_nce_matches_reference_values_and_gradients(device):
+    J, f = _data(device=device)
     pos = positive_mask_threshold(f, 0.2)
     pos[3] = False  # a ray without positives is skipped
     for tau in (1.0, 0.3):
