@@ -75,7 +75,7 @@ def main() -> None:
     dm = jn.datamanager
     train_cams = dm.train_dataset.cameras
     teacher_test = teacher_targets(jn)
-    lines, agreement, seconds = [], [], {}
+    lines, agreement = [], []
 
     def emit(method: str, setting: str, target: str, result: dict) -> None:
         line = {"method": method, "setting": setting, "target": target, "teacher": TEACHER}
@@ -90,7 +90,7 @@ def main() -> None:
             ann, targets = protocol(jn, target, setting, args.seed)
             ann_path = args.out / f"annotations_{setting}_{target}.json"
             ann.save(ann_path)
-            preds = {}
+            preds, seconds = {}, {}
             for run, prefix in (("jnerf", "jnerf"), ("plain", "plain-nerf")):
                 for method in ("3d", "3d-unit", "2d", "2d-perturb"):
                     if run == "plain" and method == "2d-perturb":
@@ -101,10 +101,20 @@ def main() -> None:
                     result = evaluate_labeller(lab, targets, ann, views, keep_predictions=True)
                     if run == "jnerf" and method in ("2d", "2d-perturb"):
                         preds[method] = result["predictions"][: args.perturb_views]
-                        seconds[(setting, target, method)] = result["view_seconds"][: args.perturb_views]
+                        seconds[method] = result["view_seconds"][: args.perturb_views]
                     emit(f"{prefix}-{method}", setting, target, result)
             same = torch.cat([(a == b).flatten() for a, b in zip(preds["2d"], preds["2d-perturb"], strict=True)])
-            agreement.append({"setting": setting, "target": target, "same_labels": float(same.float().mean())})
+            agreement.append(
+                {
+                    "setting": setting,
+                    "target": target,
+                    "same_labels": float(same.float().mean()),
+                    # on the same views (the first --perturb-views), so that both times share the views' content
+                    "speedup_2d_vs_perturb": sum(seconds["2d-perturb"]) / sum(seconds["2d"]),
+                    "views": len(seconds["2d"]),
+                    "num_labels": ann.num_labels,
+                }
+            )
             pixels, labels = subsample(ann, args.nn_pixels, args.seed)
             nn = teacher_nn_labeller(jn, teacher_test, pixels, labels)
             emit("teacher-2d-nn", setting, target, evaluate_labeller(nn, targets, ann, args.max_views))
@@ -123,13 +133,6 @@ def main() -> None:
             emit("semantic-nerf", setting, target, evaluate_labeller(sem, targets, ann, args.max_views))
 
     for item in agreement:
-        # on the same views (the first --perturb-views), so that both times share the views' content
-        key = (item["setting"], item["target"])
-        item["speedup_2d_vs_perturb"] = sum(seconds[(*key, "2d-perturb")]) / sum(seconds[(*key, "2d")])
-        item["views"] = len(seconds[(*key, "2d")])
-        item["num_labels"] = next(
-            r["num_classes"] for r in lines if r["method"] == "jnerf-2d" and (r["setting"], r["target"]) == key
-        )
         print(json.dumps({"benchmark": "propagation-agreement", "teacher": TEACHER, **item}), flush=True)
 
     table = [

@@ -23,6 +23,7 @@ from typing import Literal
 import tyro
 
 from jacobinerf_ns.errors import ConfigError, DataError
+from jacobinerf_ns.propagation import DEFAULT_PERTURB_T
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Propagate:
     """Training-view index of the labelled view (official: 0)."""
     annotations: Path | None = None
     """Your own clicks (JSON) instead of the protocol's."""
-    perturb_t: float = 1e-3
+    perturb_t: float = DEFAULT_PERTURB_T
     """Perturbation size t of ``2d-perturb`` (official 0.1, which on our runs is non-linear and labels worse; see
     ``jacobinerf_ns.propagation.DEFAULT_PERTURB_T``)."""
     normalize_3d: bool = False
@@ -104,8 +105,8 @@ class Propagate:
             dm.train_dataset.cameras,
             self.method,
             targets,
-            self.perturb_t,
-            self.normalize_3d,
+            perturb_t=self.perturb_t,
+            normalize_3d=self.normalize_3d,
             normalize_directions=self.normalize_directions,
         )
         result = evaluate_labeller(labeller, targets, ann, self.max_views, self.render_output_path)
