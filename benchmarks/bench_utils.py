@@ -173,7 +173,7 @@ def load_run(config_path: Path):
 def teacher_targets(pipeline):
     """Teacher features of the test views (the teacher is 2D: it sees the test images)."""
     dm = pipeline.datamanager
-    return dm.compute_teacher_features_for(dm.eval_scene, dm.eval_dataset.image_filenames)
+    return dm.eval_teacher_features()
 
 
 def protocol(pipeline, target: str, setting: str, seed: int):

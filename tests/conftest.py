@@ -69,3 +69,92 @@ def synth_scene(tmp_path_factory) -> Path:
     return generate_scene(
         SynthConfig(output_dir=out, num_views=20, width=40, height=30, supersample=1, export_mesh=False, quiet=True)
     )
+
+
+# ------------------------------------------------------------------------------------------ shared trained runs
+# One run per method, trained once per test session through nerfstudio's Trainer and shared by every test that needs a
+# trained model (learning floors, the shaping loop, ns-eval / ns-render / resume, propagation). 300 steps of 1024
+# rays on a 48x36 room with 8 training and 8 test views: ~20 s each on two cores.
+RUN_STEPS = 300
+SHAPING_START = 100
+RUNS_DIR = os.environ.get("JACOBINERF_TEST_RUNS")
+"""Developer option: a folder where the scene and trained runs are kept and reused by later pytest sessions (only
+valid while the code that trains them is unchanged, e.g. when checking that an evaluation bug is caught)."""
+
+
+def _persistent(tmp_path_factory, name: str) -> Path:
+    if RUNS_DIR:
+        path = Path(RUNS_DIR) / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp(name)
+
+
+@pytest.fixture(scope="session")
+def room48(tmp_path_factory) -> Path:
+    """A jn-synth room at 48x36 with 40 views (8 train, 8 test) for the trained-run fixtures."""
+    from jacobinerf_ns.data.synth import SynthConfig, generate_scene
+
+    out = _persistent(tmp_path_factory, "room48") / "room"
+    if (out / "traj_w_c.txt").is_file():
+        return out
+    return generate_scene(
+        SynthConfig(output_dir=out, num_views=40, width=48, height=36, supersample=1, export_mesh=False, quiet=True)
+    )
+
+
+def _trained(name: str, scene: Path, out: Path, timestamp: str, **model):
+    import pickle
+
+    from run_utils import method_config, train
+
+    record = out / f"{timestamp}.pkl"
+    if RUNS_DIR and record.is_file():
+        return pickle.loads(record.read_bytes())
+    cfg = method_config(name, scene, out, steps=RUN_STEPS, rays=1024, timestamp=timestamp)
+    if hasattr(cfg.pipeline.datamanager, "teacher"):
+        cfg.pipeline.datamanager.shaping_rays_per_batch = 256 if name.startswith("jacobinerf-tiny") else 0
+    for key, value in model.items():
+        setattr(cfg.pipeline.model, key, value)
+    run = train(cfg, record=True)
+    if RUNS_DIR:
+        record.write_bytes(pickle.dumps(run))
+    return run
+
+
+@pytest.fixture(scope="session")
+def jnerf_run(room48, tmp_path_factory):
+    """jacobinerf-tiny, shaping from step 100 at weight 1e-2 (strong enough to see within 200 steps)."""
+    return _trained(
+        "jacobinerf-tiny",
+        room48,
+        _persistent(tmp_path_factory, "runs"),
+        "shaped",
+        shaping_start_step=SHAPING_START,
+        nce_loss_weight=1e-2,
+        norm_loss_weight=1e-2,
+    )
+
+
+@pytest.fixture(scope="session")
+def plain_run(room48, tmp_path_factory):
+    """The same run with both shaping weights 0 (the "no resonance" control)."""
+    return _trained(
+        "jacobinerf-tiny",
+        room48,
+        _persistent(tmp_path_factory, "runs"),
+        "unshaped",
+        shaping_start_step=SHAPING_START,
+        nce_loss_weight=0.0,
+        norm_loss_weight=0.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def features_run(room48, tmp_path_factory):
+    return _trained("jacobinerf-features-tiny", room48, _persistent(tmp_path_factory, "runs"), "features")
+
+
+@pytest.fixture(scope="session")
+def semantic_run(room48, tmp_path_factory):
+    return _trained("semantic-nerf-tiny", room48, _persistent(tmp_path_factory, "runs"), "semantic")

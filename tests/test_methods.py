@@ -5,7 +5,6 @@ All in one process (nerfstudio's import costs ~8 s per process); one subprocess 
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import RUN_STEPS
+from run_utils import method_config, train
 
 METHODS = [
     "jacobinerf",
@@ -22,42 +23,6 @@ METHODS = [
     "semantic-nerf",
     "semantic-nerf-tiny",
 ]
-
-
-def method_config(name: str, data: Path, out: Path, steps: int, rays: int = 256):
-    from nerfstudio.configs.method_configs import all_methods
-
-    cfg = copy.deepcopy(all_methods[name])
-    cfg.data = data
-    cfg.pipeline.datamanager.data = data  # what ns-train does with --data
-    cfg.output_dir = out
-    cfg.experiment_name = "test"
-    cfg.timestamp = name
-    cfg.max_num_iterations = steps
-    cfg.steps_per_save = steps
-    cfg.steps_per_eval_batch = steps
-    cfg.steps_per_eval_image = 10**9
-    cfg.vis = "tensorboard"
-    cfg.machine.device_type = "cpu"
-    cfg.pipeline.datamanager.train_num_rays_per_batch = rays
-    cfg.pipeline.datamanager.eval_num_rays_per_batch = rays
-    cfg.pipeline.model.eval_num_rays_per_chunk = 2048
-    if hasattr(cfg.pipeline.datamanager, "teacher"):  # no DINO weights offline: the synthetic teacher stands in
-        from jacobinerf_ns.teachers import SyntheticTeacherConfig
-
-        cfg.pipeline.datamanager.teacher = SyntheticTeacherConfig(show_progress=False)
-        cfg.pipeline.datamanager.shaping_rays_per_batch = min(cfg.pipeline.datamanager.shaping_rays_per_batch, 128)
-    return cfg
-
-
-def train(cfg) -> Path:
-    """Run nerfstudio's train loop in-process; return the saved config.yml."""
-    from nerfstudio.scripts.train import train_loop
-
-    cfg.set_timestamp()
-    cfg.save_config()
-    train_loop(local_rank=0, world_size=1, config=cfg)
-    return cfg.get_base_dir() / "config.yml"
 
 
 def test_entry_points_registered():
@@ -91,19 +56,13 @@ def test_train_loop_each_method(name, synth_scene, tmp_path):
     assert any(k.endswith("field.color_out.weight") for k in state["pipeline"])
 
 
-@pytest.fixture(scope="module")
-def semantic_run(synth_scene, tmp_path_factory) -> Path:
-    cfg = method_config("semantic-nerf-tiny", synth_scene, tmp_path_factory.mktemp("runs"), steps=20)
-    return train(cfg)
-
-
 def test_ns_eval_json_keys(semantic_run, tmp_path):
     from nerfstudio.scripts.eval import ComputePSNR
 
     from jacobinerf_ns.metrics import alexnet_weights_path
 
     out = tmp_path / "eval.json"
-    ComputePSNR(load_config=semantic_run, output_path=out).main()
+    ComputePSNR(load_config=semantic_run.config_path, output_path=out).main()
     results = json.loads(out.read_text())["results"]
     for key in ("psnr", "ssim", "miou", "accuracy", "class_accuracy"):
         assert key in results and results[key] == results[key], key  # present and not NaN
@@ -115,7 +74,7 @@ def test_ns_render_dataset_outputs(semantic_run, tmp_path):
     from nerfstudio.scripts.render import DatasetRender
 
     DatasetRender(
-        load_config=semantic_run,
+        load_config=semantic_run.config_path,
         output_path=tmp_path / "renders",
         split="test",
         rendered_output_names=["rgb", "depth", "semantics_colormap"],
@@ -123,7 +82,7 @@ def test_ns_render_dataset_outputs(semantic_run, tmp_path):
     ).main()
     for name in ("rgb", "depth", "semantics_colormap"):
         files = sorted((tmp_path / "renders" / "test" / name).rglob("*.png"))
-        assert len(files) == 4, name
+        assert len(files) == 8, name  # the 8 test views of room48
 
 
 def test_ns_render_interpolate_video(semantic_run, tmp_path):
@@ -131,7 +90,7 @@ def test_ns_render_interpolate_video(semantic_run, tmp_path):
 
     out = tmp_path / "video.mp4"
     RenderInterpolated(
-        load_config=semantic_run,
+        load_config=semantic_run.config_path,
         output_path=out,
         interpolation_steps=1,
         frame_rate=4,
@@ -145,19 +104,22 @@ def test_resume_with_load_dir(semantic_run, tmp_path):
     """``--load-dir`` resumes: the step continues and the weights are the saved ones."""
     import yaml
 
-    cfg = yaml.load(semantic_run.read_text(), Loader=yaml.Loader)
-    cfg.load_dir = semantic_run.parent / "nerfstudio_models"
+    run = semantic_run.config_path
+    cfg = yaml.load(run.read_text(), Loader=yaml.Loader)
+    cfg.load_dir = run.parent / "nerfstudio_models"
     cfg.output_dir = tmp_path
     cfg.timestamp = "resumed"
     cfg.max_num_iterations = 3  # nerfstudio counts these after the loaded step
     trainer = cfg.setup(local_rank=0, world_size=1)
     trainer.setup()
-    assert trainer._start_step == 20
+    assert trainer._start_step == RUN_STEPS
     saved = torch.load(next(cfg.load_dir.glob("*.ckpt")), map_location="cpu")["pipeline"]
     key = "_model.field.color_out.weight"
     assert torch.equal(trainer.pipeline.state_dict()[key], saved[key])
     trainer.train()
-    assert [p.name for p in (cfg.get_base_dir() / "nerfstudio_models").glob("*.ckpt")] == ["step-000000022.ckpt"]
+    assert [p.name for p in (cfg.get_base_dir() / "nerfstudio_models").glob("*.ckpt")] == [
+        f"step-{RUN_STEPS + 2:09d}.ckpt"
+    ]
 
 
 def test_interrupted_checkpoint_save_leaves_nothing(tmp_path, monkeypatch):
@@ -191,7 +153,7 @@ def test_ns_viewer_loads_a_run_and_serves(semantic_run):
     cmd = [
         str(exe),
         "--load-config",
-        str(semantic_run),
+        str(semantic_run.config_path),
         "--viewer.websocket-host",
         "127.0.0.1",
         "--viewer.websocket-port",

@@ -39,4 +39,5 @@ def test_demo_summary_cli(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "test psnr            29.5000" in out and "(skipped: AlexNet weights not on disk)" in out
     assert "mIoU 0.2500" in out and "synthetic" in out and "1.5 min" in out
-    assert "scene" in out and "outputs/y" in out
+    lines = out.splitlines()
+    assert "  scene                data/x" in lines and "  run                  outputs/y" in lines

@@ -284,7 +284,7 @@ class ReplicaSemanticDataParser(DataParser):
             "class_raw_ids": list(table.raw_ids),
             "instance_filenames": pick("semantic_instance"),
             "depth_filenames": pick("depth"),
-            "depth_unit_scale_factor": scale / self.config.depth_scale,
+            "depth_unit_scale_factor": 1.0 / self.config.depth_scale,  # metres per unit (nerfstudio convention)
             "frame_indices": indices,
         }
         return DataparserOutputs(

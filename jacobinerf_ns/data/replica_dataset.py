@@ -27,7 +27,10 @@ class ReplicaSemanticDataset(InputDataset):
         self.semantic_lut = meta.get("semantic_lut")
         self.instance_files = meta.get("instance_filenames")
         self.depth_files = meta.get("depth_filenames")
-        self.depth_unit_scale_factor = float(meta.get("depth_unit_scale_factor", 1.0))
+        # nerfstudio's convention (its DepthDataset does the same): file value × metres per unit × dataparser scale
+        self.depth_to_scene = float(meta.get("depth_unit_scale_factor", 1.0)) * float(
+            dataparser_outputs.dataparser_scale
+        )
         self.label_override = None
         """Optional ``(source, fn)``: ``semantics`` becomes ``fn(semantic or instance map)`` — used when a model is
         trained on propagation annotations, whose label space is the labels of one view."""
@@ -70,6 +73,6 @@ class ReplicaSemanticDataset(InputDataset):
             source, fn = self.label_override
             out["semantics"] = fn(out["semantics" if source == "semantic" else "instance"])
         if self.depth_files is not None:
-            depth = self._label(self.depth_files, idx).astype(np.float32) * self.depth_unit_scale_factor
+            depth = self._label(self.depth_files, idx).astype(np.float32) * self.depth_to_scene
             out["depth"] = torch.from_numpy(depth)[..., None]
         return out

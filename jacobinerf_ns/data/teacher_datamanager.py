@@ -11,6 +11,9 @@ stored per pixel. Each training batch is::
   keeps 5–15 % of the pairs positive) or the k most similar rays (``knn``), diagonal excluded;
 * ``tau_pos``, ``positive_fraction``: for logging.
 
+τ_pos is state of the run: it is kept in a buffer of this module (``tau_pos_state``), so it is saved in every
+checkpoint and restored by ``--load-dir`` (a resumed run continues with the adapted threshold, not ``tau_pos_init``).
+
 The shaping rays come from ``shaping_views_per_batch`` views chosen as one random anchor plus its nearest cameras, so
 the same objects appear in several views and positive pairs cross views (multi-view consistency is the point).
 """
@@ -32,7 +35,11 @@ from jacobinerf_ns.data.datamanager import SemanticDataManager, SemanticDataMana
 from jacobinerf_ns.data.ray_sampling import sample_uniform
 from jacobinerf_ns.shaping import adapt_threshold, positive_mask_knn, positive_mask_threshold
 from jacobinerf_ns.teachers import (
+    AppearanceTeacherConfig,
+    AutoTeacherConfig,
+    ClipTeacherConfig,
     DinoTeacherConfig,
+    LSegTeacherConfig,
     SyntheticTeacherConfig,
     TeacherFeatures,
     TeacherInputs,
@@ -41,8 +48,12 @@ from jacobinerf_ns.teachers import (
 )
 
 TeacherChoice = Union[
-    Annotated[SyntheticTeacherConfig, tyro.conf.subcommand(name="synthetic")],
+    Annotated[AutoTeacherConfig, tyro.conf.subcommand(name="auto")],
+    Annotated[AppearanceTeacherConfig, tyro.conf.subcommand(name="appearance")],
     Annotated[DinoTeacherConfig, tyro.conf.subcommand(name="dino")],
+    Annotated[ClipTeacherConfig, tyro.conf.subcommand(name="clip")],
+    Annotated[LSegTeacherConfig, tyro.conf.subcommand(name="lseg")],
+    Annotated[SyntheticTeacherConfig, tyro.conf.subcommand(name="synthetic")],
 ]
 
 
@@ -51,8 +62,10 @@ class TeacherDataManagerConfig(SemanticDataManagerConfig):
     """Rays with teacher features and positive/negative pairs."""
 
     _target: type = field(default_factory=lambda: TeacherDataManager)
-    teacher: TeacherChoice = field(default_factory=SyntheticTeacherConfig)
-    """The 2D teacher: ``synthetic`` (from the scene's ground truth, for scenes without weights) or ``dino``."""
+    teacher: TeacherChoice = field(default_factory=AutoTeacherConfig)
+    """The 2D teacher: ``auto`` (synthetic where the data has ground-truth semantics, else appearance),
+    ``appearance`` (from pixels alone, no weights), ``dino`` / ``clip`` / ``lseg`` (networks: weights from a local
+    checkpoint), or ``synthetic`` (computed from ground truth: controlled studies only)."""
     teacher_cache_dir: Path | None = None
     """Where teacher features are cached (default: ``<data>/.teacher_cache``)."""
     shaping_rays_per_batch: int = 1024
@@ -83,7 +96,7 @@ class TeacherDataManager(SemanticDataManager):
 
     def setup_train(self):
         super().setup_train()
-        self.tau_pos = float(self.config.tau_pos_init)
+        self.register_buffer("tau_pos_state", torch.tensor(float(self.config.tau_pos_init), dtype=torch.float64))
         self.teacher_features = self.compute_teacher_features_for(
             self.train_scene, self.train_dataset.image_filenames
         ).to(self.storage_device)
@@ -96,8 +109,24 @@ class TeacherDataManager(SemanticDataManager):
         meta["teacher_feature_sample"] = flat[pick.to(flat.device)].float().cpu()
         self._neighbours = self._camera_neighbours()
 
-    def compute_teacher_features_for(self, scene, image_filenames: list[Path]) -> TeacherFeatures:
-        """The configured teacher's features of ``scene``'s images (any split), through the on-disk cache."""
+    @property
+    def teacher_config(self):
+        """The configured teacher, with ``auto`` resolved for this data (synthetic only where labels exist)."""
+        teacher = self.config.teacher
+        if isinstance(teacher, AutoTeacherConfig):
+            teacher = teacher.resolve(has_ground_truth=self.train_scene.semantics is not None)
+        return teacher
+
+    def eval_teacher_features(self) -> TeacherFeatures:
+        """The teacher's features of the evaluation split, projected with the training split's PCA basis (one basis
+        per dataset and teacher, so training keys and test features are comparable)."""
+        return self.compute_teacher_features_for(
+            self.eval_scene, self.eval_dataset.image_filenames, pca=self.teacher_features.pca
+        )
+
+    def compute_teacher_features_for(self, scene, image_filenames: list[Path], pca=None) -> TeacherFeatures:
+        """The configured teacher's features of ``scene``'s images (any split), through the on-disk cache;
+        ``pca``: the basis to project with (default: fitted on these images)."""
         n = scene.shape[0]
         data = Path(self.config.data if self.config.data is not None else self.config.dataparser.data)
         cache_dir = self.config.teacher_cache_dir or data / ".teacher_cache"
@@ -111,12 +140,21 @@ class TeacherDataManager(SemanticDataManager):
             identities=identities,
             image_size=(scene.shape[1], scene.shape[2]),
         )
-        feats = compute_teacher_features(self.config.teacher, inputs, cache_dir=cache_dir)
+        feats = compute_teacher_features(self.teacher_config, inputs, cache_dir=cache_dir, pca=pca)
         label = " (synthetic teacher computed from ground truth)" if feats.is_synthetic else ""
         CONSOLE.print(
             f"Teacher {feats.teacher_name}{label}: {n} views, grid {feats.grid_hw}, {feats.feature_dim}-dim features"
         )
         return feats
+
+    @property
+    def tau_pos(self) -> float:
+        """The current positive threshold (adapted every step with the ``threshold`` rule)."""
+        return float(self.tau_pos_state)
+
+    @tau_pos.setter
+    def tau_pos(self, value: float) -> None:
+        self.tau_pos_state.fill_(float(value))
 
     def _camera_neighbours(self) -> Int[Tensor, "n k"]:
         """For each training view, the others ordered by camera distance plus viewing-direction difference."""

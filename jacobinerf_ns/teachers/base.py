@@ -175,16 +175,16 @@ class TeacherInputs:
         return digest.digest()
 
 
-def _canonical(value: Any) -> Any:
+def canonical_config_value(value: Any) -> Any:
     """A JSON-serialisable canonical form of a config value."""
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [canonical_config_value(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+        return {str(k): canonical_config_value(v) for k, v in sorted(value.items())}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: canonical_config_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
@@ -223,7 +223,11 @@ class TeacherConfig(InstantiateConfig):
     def feature_identity(self) -> dict[str, Any]:
         """Canonical description of everything in this config that changes the features (for the cache key)."""
         skip = set(self.non_feature_fields) | {"_target"}
-        return {f.name: _canonical(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in skip}
+        return {
+            f.name: canonical_config_value(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in skip
+        }
 
     def feature_identity_json(self) -> str:
         cls = type(self)

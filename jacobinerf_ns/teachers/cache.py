@@ -55,8 +55,29 @@ class TeacherCacheWarning(UserWarning):
     """A cache file was stale, unreadable or corrupt and is being recomputed."""
 
 
-def cache_key(teacher: Teacher, inputs: TeacherInputs) -> str:
-    """The full sha256 key of ``teacher``'s features for ``inputs`` (module docstring)."""
+def content_key(header: dict[str, Any], inputs: TeacherInputs, include_ground_truth: bool) -> str:
+    """sha256 (hex) over a canonical JSON ``header``, each image's identity and, when asked, its ground truth: the
+    key of anything computed from a dataset's images (teacher features, masks)."""
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+    for i in range(len(inputs)):
+        digest.update(inputs.identity_digest(i))
+    if include_ground_truth:
+        for i in range(len(inputs)):
+            digest.update(inputs.ground_truth_digest(i))
+    return digest.hexdigest()
+
+
+def pca_digest(basis: PCABasis) -> str:
+    """sha256 of a PCA basis (its mean and components), for cache keys of features projected with it."""
+    digest = hashlib.sha256()
+    for t in (basis.mean, basis.components):
+        digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(teacher: Teacher, inputs: TeacherInputs, pca: PCABasis | None = None) -> str:
+    """The full sha256 key of ``teacher``'s features for ``inputs`` (module docstring); ``pca``: the given basis the
+    features are projected with (another split's), instead of one fitted on these inputs."""
     header = {
         "format": CACHE_FORMAT_VERSION,
         "teacher": teacher.name,
@@ -64,13 +85,9 @@ def cache_key(teacher: Teacher, inputs: TeacherInputs) -> str:
         "num_images": len(inputs),
         "image_hw": list(inputs.image_hw),
     }
-    digest = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
-    for i in range(len(inputs)):
-        digest.update(inputs.identity_digest(i))
-    if teacher.requires_ground_truth:
-        for i in range(len(inputs)):
-            digest.update(inputs.ground_truth_digest(i))
-    return digest.hexdigest()
+    if pca is not None:
+        header["pca"] = pca_digest(pca)
+    return content_key(header, inputs, teacher.requires_ground_truth)
 
 
 def cache_path(cache_dir: Path, teacher_name: str, key: str) -> Path:
@@ -95,19 +112,25 @@ def _payload(result: TeacherFeatures) -> dict[str, Any]:
     }
 
 
-def save_cached(path: Path, result: TeacherFeatures) -> None:
-    """Write ``result`` to ``path`` atomically; on failure leave nothing behind (and re-raise)."""
+def save_atomic(path: Path, payload: Any) -> None:
+    """``torch.save`` to ``path`` through a temporary file in the same directory and ``os.replace``; on failure
+    nothing is left behind (and the error is re-raised)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(_payload(result), fh)
+            torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_cached(path: Path, result: TeacherFeatures) -> None:
+    """Write ``result`` to ``path`` atomically; on failure leave nothing behind (and re-raise)."""
+    save_atomic(path, _payload(result))
 
 
 def _mismatch(data: Any, key: str, expected: TeacherFeatures) -> str | None:
@@ -196,17 +219,25 @@ def _extract_all(teacher: Teacher, inputs: TeacherInputs, out: torch.Tensor) -> 
             progress.advance(task, len(indices))
 
 
-def _reduce(raw: torch.Tensor, config: TeacherConfig, teacher_name: str) -> tuple[torch.Tensor, PCABasis]:
-    """Dataset-level PCA to ``config.pca_dim`` and re-normalisation."""
+def _reduce(
+    raw: torch.Tensor, config: TeacherConfig, teacher_name: str, basis: PCABasis | None = None
+) -> tuple[torch.Tensor, PCABasis]:
+    """Dataset-level PCA to ``config.pca_dim`` (fitted here, or the given ``basis``) and re-normalisation."""
     n, h, w, c = raw.shape
-    flat = raw.reshape(n * h * w, c)
-    samples = sample_rows(flat, config.pca_max_samples, config.pca_seed)
-    if samples.shape[0] < config.pca_dim:
-        warnings.warn(
-            f"teacher '{teacher_name}': PCA to {config.pca_dim} dims fitted on only {samples.shape[0]} patches",
-            stacklevel=3,
+    if basis is None:
+        flat = raw.reshape(n * h * w, c)
+        samples = sample_rows(flat, config.pca_max_samples, config.pca_seed)
+        if samples.shape[0] < config.pca_dim:
+            warnings.warn(
+                f"teacher '{teacher_name}': PCA to {config.pca_dim} dims fitted on only {samples.shape[0]} patches",
+                stacklevel=3,
+            )
+        basis = fit_pca(samples, config.pca_dim)
+    elif (basis.in_dim, basis.out_dim) != (c, config.pca_dim):
+        raise ConfigError(
+            f"teacher '{teacher_name}': the given PCA basis maps {basis.in_dim} -> {basis.out_dim} dims, but the "
+            f"teacher gives {c} and pca_dim is {config.pca_dim}"
         )
-    basis = fit_pca(samples, config.pca_dim)
     dtype = getattr(torch, config.storage_dtype)
     out = torch.empty((n, h, w, config.pca_dim), dtype=dtype)
     for i in range(n):  # per image keeps the float32 temporaries small
@@ -219,11 +250,15 @@ def compute_teacher_features(
     inputs: TeacherInputs,
     cache_dir: Path | None = None,
     expected_dim: int | None = None,
+    pca: PCABasis | None = None,
 ) -> TeacherFeatures:
     """Patch features of every image of ``inputs`` by the teacher ``config`` describes: from the cache in
     ``cache_dir`` when a valid file exists, else extracted (progress bar), reduced by dataset-level PCA when
     ``config.pca_dim`` is set, validated and cached. ``expected_dim`` (e.g. a model's feature-head size) is checked
-    against the config before any work. Raises :class:`TeacherError` / :class:`ConfigError` with one line."""
+    against the config before any work. ``pca``: project with this basis instead of fitting one (the basis of the
+    dataset's training split, so that every split and the models compare features in one space; DINO and appearance
+    features of two splits in two bases are not comparable). Raises :class:`TeacherError` / :class:`ConfigError`
+    with one line."""
     teacher: Teacher = config.setup()
     out_dim = config.output_dim()
     if expected_dim is not None and expected_dim != out_dim:
@@ -232,7 +267,10 @@ def compute_teacher_features(
             f"(set the teacher's pca_dim to {expected_dim})"
         )
     if teacher.requires_ground_truth and not inputs.has_ground_truth:
-        raise TeacherError(f"teacher '{teacher.name}' needs ground-truth semantics, but the inputs have none")
+        raise TeacherError(
+            f"teacher '{teacher.name}' needs ground-truth semantics, but the data has none (use a teacher that sees "
+            "only pixels: pipeline.datamanager.teacher:appearance)"
+        )
     grid = teacher.grid_hw(inputs.image_hw)
     dtype = getattr(torch, config.storage_dtype)
     expected = TeacherFeatures(  # what the result must look like (the empty tensor only carries shape and dtype)
@@ -244,7 +282,7 @@ def compute_teacher_features(
     )
     key = path = None
     if cache_dir is not None:
-        key = cache_key(teacher, inputs)
+        key = cache_key(teacher, inputs, pca if config.pca_dim is not None else None)
         path = cache_path(Path(cache_dir), teacher.name, key)
         cached = load_cached(path, key, expected)
         if cached is not None:
@@ -253,9 +291,10 @@ def compute_teacher_features(
     teacher.prepare(inputs)
     features = torch.empty((len(inputs), *grid, teacher.feature_dim), dtype=dtype)
     _extract_all(teacher, inputs, features)
-    pca = None
-    if config.pca_dim is not None:
-        features, pca = _reduce(features, config, teacher.name)
+    if config.pca_dim is None:
+        pca = None
+    else:
+        features, pca = _reduce(features, config, teacher.name, pca)
         for i in range(len(inputs)):
             check_patch_features(features[i], teacher.name, i, grid, out_dim, "features after PCA")
     result = dataclasses.replace(expected, features=features, pca=pca, cache_key=key)

@@ -147,11 +147,12 @@ class DinoTeacherConfig(TeacherConfig):
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a checkpoint file (memoised per path, size and mtime); a missing file is a clear error."""
+def file_sha256(path: Path, what: str = "DINO teacher checkpoint") -> str:
+    """sha256 of a checkpoint file (memoised per path, size and mtime); a missing file is a clear error naming
+    ``what`` it is."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise TeacherWeightsError(f"DINO teacher checkpoint not found: {path}")
+        raise TeacherWeightsError(f"{what} not found: {path}")
     stat = path.stat()
     memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if memo not in _SHA_CACHE:
@@ -167,7 +168,8 @@ def hub_offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in _OFFLINE_ENV)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line (its type and the first line of its message)."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
@@ -183,7 +185,7 @@ def read_checkpoint(path: Path) -> Any:
         with allow:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TeacherWeightsError(f"cannot read DINO teacher checkpoint {path} ({_first_line(exc)})") from exc
+        raise TeacherWeightsError(f"cannot read DINO teacher checkpoint {path} ({first_line(exc)})") from exc
 
 
 def extract_state_dict(obj: Any, checkpoint_key: str, label: str) -> dict[str, Tensor]:
@@ -282,7 +284,7 @@ def fetch_hub_checkpoint(model_name: str, allow_download: bool) -> Path:
     except Exception as exc:
         raise TeacherWeightsError(
             f"DINO teacher {model_name}: no pretrained weights are available offline (download failed: "
-            f"{_first_line(exc)}); " + _hub_hint(model_name)
+            f"{first_line(exc)}); " + _hub_hint(model_name)
         ) from exc
     return path
 

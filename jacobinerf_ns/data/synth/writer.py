@@ -162,6 +162,39 @@ def scene_meta(cfg: SynthConfig, scene: Scene) -> dict:
     }  # fmt: skip
 
 
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def nerfstudio_transforms(cfg: SynthConfig, poses: Float[np.ndarray, "n 4 4"]) -> dict:
+    """nerfstudio's ``transforms.json`` for the same frames, so every generated scene is also a nerfstudio capture
+    (``ns-train ... nerfstudio-data --data DIR``): OpenGL camera-to-world matrices, pinhole intrinsics in
+    nerfstudio's pixel convention (pixel centres at +0.5, so ``cx = W/2``), and the millimetre depth PNGs (read with
+    nerfstudio-data's default ``depth_unit_scale_factor`` 1e-3). Labels are not part of nerfstudio's format."""
+    k = Intrinsics(cfg.width, cfg.height)
+    frames = [
+        {
+            "file_path": f"rgb/rgb_{i}.png",
+            "depth_file_path": f"depth/depth_{i}.png",
+            "transform_matrix": np.round(pose @ OPENCV_TO_OPENGL, 12).tolist(),
+        }
+        for i, pose in enumerate(poses)
+    ]
+    return {
+        "camera_model": "OPENCV",
+        "fl_x": k.fx,
+        "fl_y": k.fy,
+        "cx": k.cx + 0.5,
+        "cy": k.cy + 0.5,
+        "w": cfg.width,
+        "h": cfg.height,
+        "k1": 0.0,
+        "k2": 0.0,
+        "p1": 0.0,
+        "p2": 0.0,
+        "frames": frames,
+    }
+
+
 def _object_meta(o: SceneObject) -> dict:
     return {
         "instance_id": o.instance_id,
@@ -223,6 +256,7 @@ def generate_scene(config: SynthConfig) -> Path:
         write_trajectory(tmp / "traj_w_c.txt", poses)
         _json(tmp / "info_semantic.json", info_semantic(scene))
         _json(tmp / "scene_meta.json", scene_meta(config, scene))
+        _json(tmp / "transforms.json", nerfstudio_transforms(config, poses))
         if config.export_mesh:
             write_mesh_ply(tmp / "mesh" / "mesh_semantic.ply", scene)
         _commit(tmp, out, config.overwrite)
