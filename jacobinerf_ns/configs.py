@@ -3,8 +3,9 @@
 * ``jacobinerf`` / ``jacobinerf-features`` / ``semantic-nerf``: GPU-sized (tiny-cuda-nn when present); the teacher
   of the first two is DINO ViT-S/8 (weights by hub name, or ``--pipeline.datamanager.teacher.checkpoint PATH``).
 * ``*-tiny``: CPU presets sized so that ``make demo`` trains in a few minutes on two cores (small hash grids, one
-  proposal level, few samples, small viewer resolution), with the synthetic teacher computed from the scene's
-  ground truth (the embedded scenes have no DINO weights to run offline) — results say so.
+  proposal level, few samples, small viewer resolution), with the ``auto`` teacher: the synthetic one computed from
+  ground truth where the data has semantic labels (the generated scenes: controlled studies, results say so), the
+  weight-free ``appearance`` teacher on any other capture.
 
 The device defaults to CUDA when torch sees one, else CPU (``--machine.device-type`` overrides it).
 """
@@ -25,7 +26,7 @@ from jacobinerf_ns.models.field_model import FieldModelConfig
 from jacobinerf_ns.models.jacobinerf import JacobiNeRFModelConfig
 from jacobinerf_ns.models.semantic_nerf import SemanticNeRFModelConfig
 from jacobinerf_ns.pipeline import SemanticPipelineConfig
-from jacobinerf_ns.teachers import DinoTeacherConfig, SyntheticTeacherConfig
+from jacobinerf_ns.teachers import AutoTeacherConfig, DinoTeacherConfig
 from jacobinerf_ns.trainer import SemanticTrainerConfig
 
 GPU_STEPS = 30000
@@ -62,7 +63,7 @@ def _tiny_field(model: FieldModelConfig) -> FieldModelConfig:
 def _teacher_datamanager(tiny: bool, shaping_rays: int) -> TeacherDataManagerConfig:
     return TeacherDataManagerConfig(
         train_num_rays_per_batch=2048 if tiny else 4096,
-        teacher=SyntheticTeacherConfig() if tiny else DinoTeacherConfig(),
+        teacher=AutoTeacherConfig() if tiny else DinoTeacherConfig(),
         shaping_rays_per_batch=shaping_rays,
     )
 
@@ -109,7 +110,7 @@ jacobinerf_tiny = MethodSpecification(
         tiny=True,
         datamanager=_teacher_datamanager(True, 512),
     ),
-    description="JacobiNeRF, CPU preset with the synthetic teacher (small hash grid, few samples; minutes on 2 cores)",
+    description="JacobiNeRF, CPU preset (small hash grid, few samples; minutes on 2 cores; teacher auto)",
 )
 
 jacobinerf_features = MethodSpecification(
@@ -123,7 +124,7 @@ jacobinerf_features_tiny = MethodSpecification(
     config=_trainer(
         "jacobinerf-features-tiny", FeatureFieldModelConfig(), tiny=True, datamanager=_teacher_datamanager(True, 0)
     ),
-    description="Distilled feature field, CPU preset with the synthetic teacher",
+    description="Distilled feature field, CPU preset (teacher auto)",
 )
 
 semantic_nerf = MethodSpecification(
@@ -134,4 +135,21 @@ semantic_nerf = MethodSpecification(
 semantic_nerf_tiny = MethodSpecification(
     config=_trainer("semantic-nerf-tiny", SemanticNeRFModelConfig(), tiny=True),
     description="Semantic-NeRF, CPU preset",
+)
+
+
+# ======================================================================================================================
+# Generalizable depth-guided semantics (GSNeRF), issue #13. Owned by the gen family; the presets live in
+# jacobinerf_ns/gen/presets.py (this block only names them).
+# ======================================================================================================================
+from jacobinerf_ns.gen.presets import gen_trainer_config  # noqa: E402
+
+jacobinerf_gen = MethodSpecification(
+    config=gen_trainer_config("jacobinerf-gen", tiny=False),
+    description="GSNeRF: generalizable semantics from K source views (cost volume, depth-guided sampling; GPU-sized)",
+)
+
+jacobinerf_gen_tiny = MethodSpecification(
+    config=gen_trainer_config("jacobinerf-gen-tiny", tiny=True),
+    description="GSNeRF, CPU preset (64x48 jn-synth-many scenes, K = 4, 12 + 4 samples; ~13 min on 2 cores)",
 )

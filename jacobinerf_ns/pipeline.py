@@ -1,9 +1,14 @@
-"""Pipeline whose whole-dataset evaluation reports segmentation scores from one summed confusion matrix.
+"""Pipeline whose whole-dataset evaluation reports segmentation scores from one summed confusion matrix, and which
+loads checkpoints strictly.
 
 nerfstudio's ``get_average_image_metrics`` averages per-image numbers; for mIoU that is wrong (a class present in a
 few pixels of one view would weigh as much as a whole view). Here the per-image confusion matrices are summed and
 ``miou`` / ``accuracy`` / ``class_accuracy`` are computed once over all evaluated pixels; every other metric is
 averaged as nerfstudio does.
+
+Loading: nerfstudio's pipeline retries a failing model ``load_state_dict`` with ``strict=False``, so a checkpoint
+whose parameters do not match the model (another field implementation, another preset) loaded with random weights
+and no error. Here any missing, unexpected or mis-shaped model parameter is a one-line error naming the first ones.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torchvision.utils as vutils
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from jacobinerf_ns.errors import DataError
 from jacobinerf_ns.metrics import segmentation_scores
 
 SEGMENTATION_KEYS = ("miou", "accuracy", "class_accuracy")
@@ -29,8 +35,42 @@ class SemanticPipelineConfig(VanillaPipelineConfig):
     _target: type = field(default_factory=lambda: SemanticPipeline)
 
 
+def checkpoint_mismatch(expected: dict, saved: dict) -> str | None:
+    """Why a model state ``saved`` cannot be loaded into a model whose state is ``expected`` (None if it can).
+    Extra-state entries (``*._extra_state``) may be absent from older checkpoints."""
+    missing = [k for k in expected if k not in saved and not k.endswith("_extra_state")]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [
+        f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in saved and hasattr(v, "shape") and hasattr(saved[k], "shape") and tuple(v.shape) != tuple(saved[k].shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(
+            f"{len(missing)} missing parameters ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        )
+    if unexpected:
+        more = ", ..." if len(unexpected) > 3 else ""
+        parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{more})")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape ({', '.join(shapes[:2])})")
+    return "; ".join(parts) or None
+
+
 class SemanticPipeline(VanillaPipeline):
     """See the module docstring."""
+
+    def load_state_dict(self, state_dict, strict: bool | None = None):  # type: ignore[override]
+        prefix = "_model.module." if any(k.startswith("_model.module.") for k in state_dict) else "_model."
+        saved = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        reason = checkpoint_mismatch(self.model.state_dict(), saved)
+        if reason is not None:
+            raise DataError(
+                f"checkpoint does not match the {type(self.model).__name__} this config builds: {reason} (a run "
+                "trained with another field implementation or preset?)"
+            )
+        return super().load_state_dict(state_dict, strict=strict)
 
     @torch.no_grad()
     def get_average_image_metrics(

@@ -49,6 +49,9 @@ class ViewSet:
     cameras: Cameras
     gt: Int[Tensor, "n h w"]
 
+    def __post_init__(self) -> None:
+        self.gt = self.gt.long()  # scenes store labels compactly (int16 / int32)
+
     def __len__(self) -> int:
         return len(self.gt)
 

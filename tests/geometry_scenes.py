@@ -143,3 +143,64 @@ def write_replica(scene: BoxScene, root: Path) -> Path:
     (root / "traj_w_c.txt").write_text("\n".join(" ".join(f"{v:.9f}" for v in p.reshape(-1)) for p in scene.poses))
     (root / "info_semantic.json").write_text(json.dumps(class_table_json()))
     return root
+
+
+def write_scannet(scene: BoxScene, root: Path, color_factor: int = 2, invalid_frame: int | None = 100) -> Path:
+    """A ScanNet export: colour at ``color_factor`` times the depth/label resolution (its own intrinsics), depth and
+    labels at the scene's resolution, one extra frame whose pose is -inf (must be skipped), raw ids + a label table
+    whose raw categories are the wall names."""
+    for sub in ("color", "depth", "pose", "intrinsic", "label-filt", "instance-filt"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ids = scene.class_ids
+    k = np.eye(4)
+    k[0, 0], k[1, 1], k[0, 2], k[1, 2] = scene.fx, scene.fy, scene.cx, scene.cy
+    kc = k.copy()
+    kc[0, 0], kc[1, 1] = scene.fx * color_factor, scene.fy * color_factor
+    kc[0, 2], kc[1, 2] = (scene.cx + 0.5) * color_factor - 0.5, (scene.cy + 0.5) * color_factor - 0.5
+    np.savetxt(root / "intrinsic" / "intrinsic_depth.txt", k)
+    np.savetxt(root / "intrinsic" / "intrinsic_color.txt", kc)
+    frames = list(range(scene.num_frames)) + ([invalid_frame] if invalid_frame is not None else [])
+    for i, f in enumerate(frames):
+        j = min(i, scene.num_frames - 1)
+        color = scene.rgb[j].repeat(color_factor, axis=0).repeat(color_factor, axis=1)
+        Image.fromarray(color).save(root / "color" / f"{f}.jpg", quality=95)
+        Image.fromarray(np.round(scene.depth[j] * 1000).astype(np.uint16)).save(root / "depth" / f"{f}.png")
+        Image.fromarray(ids[j].astype(np.uint16)).save(root / "label-filt" / f"{f}.png")
+        Image.fromarray(ids[j].astype(np.uint8)).save(root / "instance-filt" / f"{f}.png")
+        pose = scene.poses[j] if f != invalid_frame else np.full((4, 4), -np.inf)
+        np.savetxt(root / "pose" / f"{f}.txt", pose)
+    nyu = {3: 1, 4: 1, 7: 1, 9: 1, 12: 2, 15: 22}  # walls, floor, ceiling
+    lines = ["id\traw_category\tcategory\tcount\tnyu40id\tnyu40class"]
+    lines += [f"{i}\t{n}\t{n}\t1\t{nyu[i]}\tx" for i, n in zip(WALL_IDS, WALL_NAMES, strict=True)]
+    (root / "scannetv2-labels.combined.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def write_nerfstudio(scene: BoxScene, root: Path) -> Path:
+    """nerfstudio's transforms.json capture: OpenGL camera-to-world, pixel centres at +0.5, depth PNGs in mm."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "depth").mkdir(parents=True, exist_ok=True)
+    opencv_to_opengl = np.diag([1.0, -1.0, -1.0, 1.0])
+    frames = []
+    for i in range(scene.num_frames):
+        Image.fromarray(scene.rgb[i]).save(root / "images" / f"frame_{i:05d}.png")
+        Image.fromarray(np.round(scene.depth[i] * 1000).astype(np.uint16)).save(root / "depth" / f"frame_{i:05d}.png")
+        frames.append(
+            {
+                "file_path": f"images/frame_{i:05d}.png",
+                "depth_file_path": f"depth/frame_{i:05d}.png",
+                "transform_matrix": (scene.poses[i] @ opencv_to_opengl).tolist(),
+            }
+        )
+    meta = {
+        "camera_model": "OPENCV",
+        "fl_x": scene.fx,
+        "fl_y": scene.fy,
+        "cx": scene.cx + 0.5,
+        "cy": scene.cy + 0.5,
+        "w": scene.width,
+        "h": scene.height,
+        "frames": frames,
+    }
+    (root / "transforms.json").write_text(json.dumps(meta))
+    return root

@@ -270,7 +270,7 @@ def test_cli_writes_scores_and_label_images(tiny_run, tmp_path):
     for i in range(2):
         ids = torch.from_numpy(np.asarray(Image.open(tmp_path / "labels" / f"labels_{i:04d}.png")).astype(np.int64))
         assert set(ids.unique().tolist()) <= set(ann["label_ids"])
-        gt = dm.eval_scene.semantics[i].cpu()
+        gt = dm.eval_scene.semantics[i].cpu().long()
         gt_index = torch.where((gt >= 0) & (gt < len(lut) - 1), lut[gt.clamp(0, len(lut) - 1)], torch.tensor(-1))
         conf = conf + confusion_matrix(lut[ids], gt_index, len(ann["label_ids"]))
     scores = segmentation_scores(conf)

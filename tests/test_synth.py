@@ -114,7 +114,7 @@ def test_mesh_file_matches_scene(scene0: Path, geometry0: Scene) -> None:
 # -------------------------------------------------------------------------------------------- determinism
 def test_same_seed_identical_bytes(scene0: Path, scene0_again: Path) -> None:
     files = sorted(p.relative_to(scene0) for p in scene0.rglob("*") if p.is_file())
-    assert len(files) == 4 * N + 4
+    assert len(files) == 4 * N + 5  # + traj_w_c.txt, info_semantic.json, scene_meta.json, transforms.json, mesh
     for rel in files:
         assert (scene0 / rel).read_bytes() == (scene0_again / rel).read_bytes(), rel
 

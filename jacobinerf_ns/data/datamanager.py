@@ -1,10 +1,17 @@
-"""DataManager for semantic radiance fields: whole scenes held as tensors, rays sampled without worker processes.
+"""DataManager for semantic radiance fields: whole scenes held in memory, rays sampled without worker processes.
 
 It is a :class:`~nerfstudio.data.datamanagers.base_datamanager.VanillaDataManager` (so ``ns-eval``, ``ns-render``
-and ``ns-viewer`` find the attributes they expect), but it loads every training image once into memory and samples
-rays with a seeded torch generator, which on CPU is much faster than nerfstudio's cache dataloader. Each train batch
-holds ``image``, ``indices`` and, when the scene has them, ``semantics`` (training labels, -1 where unlabelled),
-``semantics_gt`` (all labels), ``instance`` and ``depth``.
+and ``ns-viewer`` find the attributes they expect) that reads any nerfstudio dataparser (``replica-semantic`` by
+default, ``scannet-semantic``, ``nerfstudio-data``, ``blender-data``, ...), loads every image of a split once and
+samples rays with a seeded torch generator, which on CPU is much faster than nerfstudio's cache dataloader.
+
+Memory: colour is stored as uint8, labels as int16/int32 and depth as float16 on ``storage_device`` (the CPU by
+default, as nerfstudio keeps its images); each batch is gathered there and only the batch moves to the training
+device, as float32 / int64. A 300-frame full-HD capture needs ~1.9 GB for its colour (``benchmarks/memory.py``).
+
+Each train batch holds ``image``, ``indices`` and, when the scene has them, ``semantics`` (training labels, -1 where
+unlabelled), ``semantics_gt`` (all labels), ``instance`` and ``depth``. Pixels outside a dataparser's masks (nerfstudio
+``mask_filenames``) are never sampled.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
+import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int, UInt8
 from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.model_components.ray_generators import RayGenerator
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -23,7 +32,7 @@ from rich.progress import track
 from torch import Tensor
 
 from jacobinerf_ns.data.class_table import IGNORE_LABEL
-from jacobinerf_ns.data.ray_sampling import sample_uniform, select_labelled_pixels, unflatten_pixels
+from jacobinerf_ns.data.ray_sampling import PixelPool, sample_uniform, select_labelled_pixels, unflatten_pixels
 from jacobinerf_ns.data.replica_dataparser import ReplicaSemanticDataParserConfig
 from jacobinerf_ns.data.replica_dataset import ReplicaSemanticDataset
 from jacobinerf_ns.errors import DataError
@@ -31,12 +40,17 @@ from jacobinerf_ns.errors import DataError
 
 @dataclass
 class SceneTensors:
-    """All images of one split, stacked."""
+    """All images of one split, stacked compactly (see the module docstring)."""
 
-    images: Float[Tensor, "n h w 3"]
+    images: UInt8[Tensor, "n h w 3"]
     semantics: Int[Tensor, "n h w"] | None = None
+    """int16 class ids, -1 = void."""
     instance: Int[Tensor, "n h w"] | None = None
+    """int32 instance ids, 0 = void."""
     depth: Float[Tensor, "n h w"] | None = None
+    """float16 z-depth in scene units."""
+    mask: Bool[Tensor, "n h w"] | None = None
+    """Pixels that may be sampled (None: all)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -45,43 +59,79 @@ class SceneTensors:
 
     def to(self, device: Union[torch.device, str]) -> SceneTensors:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return SceneTensors(move(self.images), move(self.semantics), move(self.instance), move(self.depth))
+        return SceneTensors(*(move(getattr(self, k)) for k in ("images", "semantics", "instance", "depth", "mask")))
 
     def gather(self, indices: Int[Tensor, "r 3"]) -> dict[str, Tensor]:
-        """Per-ray values at (image, y, x)."""
+        """Per-ray values at (image, y, x): colour as float32 in [0, 1], labels as int64, depth as float32."""
         c, y, x = indices.unbind(-1)
-        out = {"image": self.images[c, y, x]}
+        out = {"image": self.images[c, y, x].float() / 255.0}
         if self.semantics is not None:
-            out["semantics_gt"] = self.semantics[c, y, x]
+            out["semantics_gt"] = self.semantics[c, y, x].long()
         if self.instance is not None:
-            out["instance"] = self.instance[c, y, x]
+            out["instance"] = self.instance[c, y, x].long()
         if self.depth is not None:
-            out["depth"] = self.depth[c, y, x, None]
+            out["depth"] = self.depth[c, y, x, None].float()
         return out
+
+    def image_float(self, i: int) -> Float[Tensor, "h w 3"]:
+        return self.images[i].float() / 255.0
+
+
+def _allocate(n: int, hw: tuple[int, int], first: dict, with_mask: bool) -> SceneTensors:
+    """Empty compact tensors for ``n`` images shaped like the first one (and its label / depth keys)."""
+    h, w = hw
+
+    def empty(key: str, dtype: torch.dtype) -> Tensor | None:
+        return torch.empty(n, h, w, dtype=dtype) if key in first else None
+
+    return SceneTensors(
+        images=torch.empty(n, h, w, 3, dtype=torch.uint8),
+        semantics=empty("semantics", torch.int16),
+        instance=empty("instance", torch.int32),
+        depth=empty("depth", torch.float16),
+        mask=torch.empty(n, h, w, dtype=torch.bool) if with_mask else None,
+    )
 
 
 def load_scene_tensors(dataset: ReplicaSemanticDataset, description: str) -> SceneTensors:
-    """Read every image of ``dataset`` (with a progress bar) and stack them; sizes must agree."""
-    items = [dataset[i] for i in track(range(len(dataset)), description=description, transient=True)]
-    if not items:
+    """Read every image of ``dataset`` (with a progress bar) into compact preallocated tensors; sizes must agree."""
+    n = len(dataset)
+    if n == 0:
         raise DataError("the split has no images")
-    size = items[0]["image"].shape[:2]
-    for i, item in enumerate(items):
-        if item["image"].shape[:2] != size:
-            raise DataError(f"image size mismatch: {dataset.image_filenames[i]} differs from the first image")
+    scene: SceneTensors | None = None
+    for i in track(range(n), description=description, transient=True):
+        image = dataset.get_numpy_image(i)
+        extra = dataset.get_metadata({"image_idx": i})
+        mask = None
+        if dataset._dataparser_outputs.mask_filenames is not None:
+            from nerfstudio.data.utils.data_utils import get_image_mask_tensor_from_path
 
-    def stack(key: str, squeeze: bool = True) -> Tensor | None:
-        if key not in items[0]:
-            return None
-        t = torch.stack([item[key] for item in items])
-        return t[..., 0] if squeeze else t
+            path = dataset._dataparser_outputs.mask_filenames[i]
+            mask = get_image_mask_tensor_from_path(filepath=path, scale_factor=dataset.scale_factor)[..., 0]
+        if scene is None:
+            scene = _allocate(n, image.shape[:2], extra, with_mask=mask is not None)
+        if image.shape[:2] != scene.images.shape[1:3]:
+            raise DataError(
+                f"image size mismatch: {dataset.image_filenames[i]} is {image.shape[1]}x{image.shape[0]}, the "
+                f"split's first image is {scene.images.shape[2]}x{scene.images.shape[1]}"
+            )
+        scene.images[i] = torch.from_numpy(np.ascontiguousarray(image[..., :3]))
+        for key in ("semantics", "instance", "depth"):
+            target = getattr(scene, key)
+            if target is not None:
+                target[i] = extra[key][..., 0].to(target.dtype)
+        if scene.mask is not None and mask is not None:
+            scene.mask[i] = mask.bool()
+    assert scene is not None
+    return scene
 
-    return SceneTensors(
-        images=stack("image", squeeze=False)[..., :3].float(),  # type: ignore[index]
-        semantics=stack("semantics"),
-        instance=stack("instance"),
-        depth=stack("depth"),
-    )
+
+def describe_data(dataparser_config, path: Path) -> str:
+    """``<path> (<dataparser subcommand>)`` for messages about the data a run reads."""
+    from nerfstudio.configs.dataparser_configs import all_dataparsers
+
+    names = [name for name, cfg in all_dataparsers.items() if type(cfg) is type(dataparser_config)]
+    return f"{path} ({names[0] if names else type(dataparser_config).__name__})"
 
 
 @dataclass
@@ -89,8 +139,9 @@ class SemanticDataManagerConfig(VanillaDataManagerConfig):
     """Replica-layout scenes held in memory; uniform ray sampling plus optional sparse-label control."""
 
     _target: type = field(default_factory=lambda: SemanticDataManager)
-    dataparser: ReplicaSemanticDataParserConfig = field(default_factory=ReplicaSemanticDataParserConfig)
-    """The scene reader (Semantic-NeRF's Replica layout)."""
+    dataparser: AnnotatedDataParserUnion = field(default_factory=ReplicaSemanticDataParserConfig)
+    """The scene reader: ``replica-semantic`` (default; also jn-synth scenes), ``scannet-semantic``, or any
+    nerfstudio dataparser (``nerfstudio-data`` for ns-process-data captures, ``blender-data``, ...)."""
     train_num_rays_per_batch: int = 4096
     """Rays per training batch."""
     eval_num_rays_per_batch: int = 4096
@@ -108,9 +159,9 @@ class SemanticDataManagerConfig(VanillaDataManagerConfig):
     view, semantic classes or instances); the label space becomes the annotation's labels, for training and eval."""
     sampling_seed: int = 0
     """Seed of the ray sampler."""
-    images_on_gpu: bool = True
-    """Keep the stacked scene tensors on the training device (small for Replica-sized scenes); False keeps them on
-    the CPU and moves only each batch."""
+    images_on_gpu: bool = False
+    """Keep the stacked scene tensors on the training device (fast for small scenes on a GPU with room); False keeps
+    them on the CPU, as nerfstudio does, and moves only each batch."""
 
 
 class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
@@ -132,6 +183,9 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
         self._generator = torch.Generator().manual_seed(config.sampling_seed)
         super().__init__(config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank)
 
+    def _data_path(self) -> Path:
+        return Path(self.config.data if self.config.data is not None else self.config.dataparser.data)
+
     @property
     def storage_device(self) -> Union[torch.device, str]:
         """Where the stacked scene tensors live."""
@@ -140,6 +194,10 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
     # ------------------------------------------------------------------------------------------------- setup
     def setup_train(self):
         self.train_scene = load_scene_tensors(self.train_dataset, "Loading training images").to(self.storage_device)
+        try:
+            self.train_pool = PixelPool(*self.train_scene.shape, mask=self.train_scene.mask)
+        except ValueError as exc:
+            raise DataError(f"training split of {self._data_path()}: {exc}") from None
         self.train_label_mask = None
         self.train_labelled_flat = None
         if self.config.annotations is not None:
@@ -183,7 +241,9 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
         return dataset
 
     def create_train_dataset(self) -> ReplicaSemanticDataset:
-        return self._annotated(super().create_train_dataset())
+        dataset = self._annotated(super().create_train_dataset())
+        dataset.metadata["data_description"] = describe_data(self.config.dataparser, self._data_path())
+        return dataset
 
     def create_eval_dataset(self) -> ReplicaSemanticDataset:
         return self._annotated(super().create_eval_dataset())
@@ -198,7 +258,7 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
         mask = torch.zeros(n, h, w, dtype=torch.bool)
         ys, xs = ann.pixels.unbind(-1)
         mask[ann.view, ys, xs] = True
-        labels[ann.view, ys, xs] = ann.labels
+        labels[ann.view, ys, xs] = ann.labels.to(labels.dtype)
         self.train_scene.semantics = labels.to(self.storage_device)
         self.train_label_mask = mask.to(self.storage_device)
         self.train_labelled_flat = torch.nonzero(mask.flatten()).squeeze(1)
@@ -221,7 +281,7 @@ class SemanticDataManager(VanillaDataManager[ReplicaSemanticDataset]):
     def sample_train_indices(self, step: int) -> Int[Tensor, "r 3"]:
         """(image, y, x) of the next training batch. Subclasses change the sampling here."""
         n, h, w = self.train_scene.shape
-        indices = sample_uniform(self.config.train_num_rays_per_batch, n, h, w, self._generator)
+        indices = self.train_pool.sample(self.config.train_num_rays_per_batch, self._generator)
         extra = self.config.labelled_rays_per_batch
         if extra > 0 and self.train_labelled_flat is not None and len(self.train_labelled_flat) > 0:
             pick = torch.randint(0, len(self.train_labelled_flat), (extra,), generator=self._generator)

@@ -42,7 +42,8 @@ def read_image(
     Args:
         path: the file.
         expected_hw: if given, the decoded size must be this (height, width) *before* resizing.
-        resize_hw: optional (height, width) to resize to (bilinear for colour, nearest for labels and depth).
+        resize_hw: optional (height, width) to resize to (area when shrinking colour, bilinear when enlarging it,
+            nearest for labels and depth).
         nearest: use nearest-neighbour resampling (labels, depth).
     """
     img = _open(path)
@@ -55,7 +56,10 @@ def read_image(
             f"image size mismatch: {path} is {img.width}x{img.height}, expected {expected_hw[1]}x{expected_hw[0]}"
         )
     if resize_hw is not None and (img.height, img.width) != tuple(resize_hw):
-        resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+        shrink = resize_hw[0] < img.height and resize_hw[1] < img.width
+        resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+        if nearest:
+            resample = Image.Resampling.NEAREST
         img = img.resize((resize_hw[1], resize_hw[0]), resample=resample)
     return np.asarray(img)
 

@@ -51,3 +51,39 @@ def select_labelled_pixels(
     mask = torch.zeros(valid.numel(), dtype=torch.bool)
     mask[chosen] = True
     return mask.view_as(valid)
+
+
+class PixelPool:
+    """The pixels training rays are drawn from: every pixel of ``n`` images of ``h x w``, or only those inside a
+    dataparser's masks. Draws are uniform over the pool, or over the pool's pixels of some chosen views."""
+
+    def __init__(self, n: int, h: int, w: int, mask: Bool[Tensor, "n h w"] | None = None) -> None:
+        self.n, self.h, self.w = n, h, w
+        self.flat: Tensor | None = None
+        if mask is not None:
+            self.flat = torch.nonzero(mask.reshape(-1).cpu()).squeeze(1)
+            counts = mask.reshape(n, -1).sum(dim=1).cpu()
+            if bool((counts == 0).any()):
+                empty = torch.nonzero(counts == 0).flatten().tolist()
+                raise ValueError(f"the masks of image(s) {empty[:5]} exclude every pixel")
+            self.counts = counts
+            self.offsets = torch.cumsum(counts, 0) - counts
+
+    def sample(
+        self, num: int, generator: torch.Generator, views: Int[Tensor, " v"] | None = None
+    ) -> Int[Tensor, "num 3"]:
+        """``num`` (image, y, x) triples: uniform over the pool, or over its pixels in ``views`` (a view drawn
+        uniformly per ray, then a pixel of it)."""
+        if views is None:
+            if self.flat is None:
+                return sample_uniform(num, self.n, self.h, self.w, generator)
+            pick = torch.randint(0, len(self.flat), (num,), generator=generator)
+            return unflatten_pixels(self.flat[pick], self.h, self.w)
+        view = views[torch.randint(0, len(views), (num,), generator=generator)]
+        if self.flat is None:
+            local = sample_uniform(num, 1, self.h, self.w, generator)
+            local[:, 0] = view
+            return local
+        u = torch.rand(num, generator=generator, dtype=torch.float64)
+        within = (u * self.counts[view]).long().clamp(max=self.counts[view] - 1)
+        return unflatten_pixels(self.flat[self.offsets[view] + within], self.h, self.w)

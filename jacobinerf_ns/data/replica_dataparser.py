@@ -34,17 +34,19 @@ from typing import Literal
 import numpy as np
 import torch
 from jaxtyping import Float
-from nerfstudio.cameras import camera_utils
-from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs, Semantics
 from nerfstudio.data.scene_box import SceneBox
 
 from jacobinerf_ns.data.class_table import ClassTable, check_ids_in_table, load_class_info
 from jacobinerf_ns.data.image_io import image_size, read_label
+from jacobinerf_ns.data.scene_geometry import (
+    backproject_depth,
+    nerfstudio_cameras,
+    scene_normalisation,
+)
 from jacobinerf_ns.errors import DataError
 
 RGB_DIR, DEPTH_DIR, CLASS_DIR, INSTANCE_DIR = "rgb", "depth", "semantic_class", "semantic_instance"
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 @dataclass
@@ -203,44 +205,30 @@ class ReplicaSemanticDataParser(DataParser):
     def _normalisation(self) -> tuple[Float[np.ndarray, "3 4"], float]:
         """(transform, scale) such that p_scene = scale * (R p_world + t) lies in [-1, 1]^3."""
         scene = self._scene
-        poses_gl = scene["poses"] @ OPENCV_TO_OPENGL
-        _, transform = camera_utils.auto_orient_and_center_poses(
-            torch.from_numpy(poses_gl).float(), method=self.config.orientation_method, center_method="none"
+        points = None
+        if self.config.scene_bounds == "depth" and "depth" in scene["files"]:
+            fx, fy, cx, cy = self._intrinsics()
+            n = len(scene["poses"])
+            frames = np.unique(np.linspace(0, n - 1, min(n, self.config.max_bounds_frames)).round().astype(int))
+            chunks = [
+                backproject_depth(
+                    read_label(scene["files"]["depth"][i]).astype(np.float64) / self.config.depth_scale,
+                    fx,
+                    fy,
+                    cx,
+                    cy,
+                    scene["poses"][i],
+                )
+                for i in frames
+            ]
+            points = np.concatenate(chunks)
+        return scene_normalisation(
+            scene["poses"],
+            points,
+            self.config.orientation_method,
+            self.config.bounds_margin,
+            self.config.poses_bounds_padding,
         )
-        transform = transform.double().numpy()
-        points = self._bounds_points()
-        points = points @ transform[:, :3].T + transform[:, 3]
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        if self.config.scene_bounds == "poses" or "depth" not in scene["files"]:
-            lo, hi = lo - self.config.poses_bounds_padding, hi + self.config.poses_bounds_padding
-        centre = (lo + hi) / 2.0
-        half = float(np.max(hi - lo) / 2.0) * (1.0 + self.config.bounds_margin)
-        transform = transform.copy()
-        transform[:, 3] -= centre
-        return transform, 1.0 / max(half, 1e-6)
-
-    def _bounds_points(self) -> Float[np.ndarray, "m 3"]:
-        scene = self._scene
-        centres = scene["poses"][:, :3, 3]
-        if self.config.scene_bounds == "poses" or "depth" not in scene["files"]:
-            return centres
-        fx, fy, cx, cy = self._intrinsics()
-        n = len(scene["poses"])
-        frames = np.unique(np.linspace(0, n - 1, min(n, self.config.max_bounds_frames)).round().astype(int))
-        chunks = [centres]
-        for i in frames:
-            depth = read_label(scene["files"]["depth"][i]).astype(np.float64) / self.config.depth_scale
-            v, u = np.nonzero(depth > 0)
-            if len(u) == 0:
-                continue
-            z = depth[v, u]
-            cam = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=1)
-            pose = scene["poses"][i]
-            world = cam @ pose[:3, :3].T + pose[:3, 3]
-            chunks.append(world)
-        points = np.concatenate(chunks)
-        lo, hi = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
-        return np.concatenate([centres, lo[None], hi[None]])
 
     # ----------------------------------------------------------------------------------------------- outputs
     def split_indices(self, split: str) -> list[int]:
@@ -261,19 +249,9 @@ class ReplicaSemanticDataParser(DataParser):
         indices = self.split_indices(split)
         table = self.class_table
         transform, scale = self._normalisation
-        poses_gl = torch.from_numpy(scene["poses"][indices] @ OPENCV_TO_OPENGL)
-        poses = torch.from_numpy(transform) @ poses_gl
-        poses[:, :3, 3] *= scale
         fx, fy, cx, cy = self._intrinsics()
-        cameras = Cameras(
-            camera_to_worlds=poses[:, :3, :4].float(),
-            fx=fx,
-            fy=fy,
-            cx=cx + 0.5,
-            cy=cy + 0.5,
-            width=scene["width"],
-            height=scene["height"],
-            camera_type=CameraType.PERSPECTIVE,
+        cameras = nerfstudio_cameras(
+            scene["poses"][indices], transform, scale, fx, fy, cx, cy, scene["width"], scene["height"]
         )
         files = scene["files"]
         pick = lambda kind: [files[kind][i] for i in indices] if kind in files else None  # noqa: E731
@@ -286,6 +264,8 @@ class ReplicaSemanticDataParser(DataParser):
             "depth_filenames": pick("depth"),
             "depth_unit_scale_factor": 1.0 / self.config.depth_scale,  # metres per unit (nerfstudio convention)
             "frame_indices": indices,
+            "strict_sizes": True,
+            "scene_bounded": True,  # the whole scene (its depth points) lies in the [-1, 1] box
         }
         return DataparserOutputs(
             image_filenames=pick("rgb"),

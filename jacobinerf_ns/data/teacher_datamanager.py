@@ -32,7 +32,6 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from jacobinerf_ns.data.datamanager import SemanticDataManager, SemanticDataManagerConfig
-from jacobinerf_ns.data.ray_sampling import sample_uniform
 from jacobinerf_ns.shaping import adapt_threshold, positive_mask_knn, positive_mask_threshold
 from jacobinerf_ns.teachers import (
     AppearanceTeacherConfig,
@@ -128,13 +127,12 @@ class TeacherDataManager(SemanticDataManager):
         """The configured teacher's features of ``scene``'s images (any split), through the on-disk cache;
         ``pca``: the basis to project with (default: fitted on these images)."""
         n = scene.shape[0]
-        data = Path(self.config.data if self.config.data is not None else self.config.dataparser.data)
-        cache_dir = self.config.teacher_cache_dir or data / ".teacher_cache"
+        cache_dir = self.config.teacher_cache_dir or self._data_path() / ".teacher_cache"
         identities = [file_identity(p) for p in image_filenames]
         if self.config.camera_res_scale_factor != 1.0:
             identities = None  # resized in memory: hash the pixels themselves
         inputs = TeacherInputs(
-            images=[scene.images[i].cpu() for i in range(n)],
+            images=[scene.images[i].cpu() for i in range(n)],  # uint8: the teacher divides by 255
             semantics=None if scene.semantics is None else [scene.semantics[i].cpu() for i in range(n)],
             instances=None if scene.instance is None else [scene.instance[i].cpu() for i in range(n)],
             identities=identities,
@@ -179,10 +177,7 @@ class TeacherDataManager(SemanticDataManager):
         m = self.config.shaping_rays_per_batch
         if m <= 0:
             return uniform
-        _, h, w = self.train_scene.shape
-        views = self.shaping_views()
-        local = sample_uniform(m, len(views), h, w, self._generator)
-        local[:, 0] = views[local[:, 0]]
+        local = self.train_pool.sample(m, self._generator, views=self.shaping_views())
         return torch.cat([local, uniform[m:]]) if len(uniform) > m else local
 
     def positives(self, features: Float[Tensor, "m d"]) -> Tensor:

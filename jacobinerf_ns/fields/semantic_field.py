@@ -20,9 +20,11 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.field_components.activations import trunc_exp
 from nerfstudio.field_components.encodings import SHEncoding
 from nerfstudio.field_components.mlp import MLP
+from nerfstudio.field_components.spatial_distortions import SpatialDistortion
 from nerfstudio.fields.base_field import Field
 from torch import Tensor, nn
 
+from jacobinerf_ns.errors import ConfigError
 from jacobinerf_ns.fields.backend import Implementation, resolve_implementation
 from jacobinerf_ns.fields.hash_grid import HashGridEncoding
 
@@ -64,19 +66,27 @@ class HashGridParams:
 
 
 def normalize_positions(
-    positions: Float[Tensor, "*bs 3"], aabb: Float[Tensor, "2 3"]
+    positions: Float[Tensor, "*bs 3"], aabb: Float[Tensor, "2 3"], distortion: SpatialDistortion | None = None
 ) -> tuple[Float[Tensor, "*bs 3"], Tensor]:
-    """Map the box to [0, 1]^3; also return the mask of points inside it."""
-    x = SceneBox.get_normalized_positions(positions, aabb)
+    """Map the box to [0, 1]^3 — or, with a scene contraction (unbounded captures, as nerfacto), the contracted
+    space [-2, 2]^3 — and return the mask of points inside it."""
+    if distortion is None:
+        x = SceneBox.get_normalized_positions(positions, aabb)
+    else:
+        x = (distortion(positions) + 2.0) / 4.0
     inside = ((x >= 0.0) & (x <= 1.0)).all(dim=-1)
     return x.clamp(0.0, 1.0), inside
 
 
 def grid_mlp(
-    positions: Float[Tensor, "*bs 3"], aabb: Float[Tensor, "2 3"], encoding: nn.Module, mlp: nn.Module
+    positions: Float[Tensor, "*bs 3"],
+    aabb: Float[Tensor, "2 3"],
+    encoding: nn.Module,
+    mlp: nn.Module,
+    distortion: SpatialDistortion | None = None,
 ) -> tuple[Float[Tensor, "*bs out"], Tensor]:
     """Hash-grid encoding + MLP at world positions (float32 out) and the mask of positions inside the box."""
-    x, inside = normalize_positions(positions, aabb)
+    x, inside = normalize_positions(positions, aabb, distortion)
     shape = x.shape[:-1]
     return mlp(encoding(x.view(-1, 3))).view(*shape, -1).float(), inside
 
@@ -104,10 +114,13 @@ class SemanticRadianceField(Field):
         feature_dim: int = 0,
         average_init_density: float = 1.0,
         implementation: Implementation = "auto",
+        spatial_distortion: SpatialDistortion | None = None,
     ) -> None:
         super().__init__()
         impl = resolve_implementation(implementation)
         self.register_buffer("aabb", aabb.clone().float())
+        self.spatial_distortion = spatial_distortion
+        """Scene contraction for unbounded captures (None: the scene lies in ``aabb``)."""
         self.geo_feat_dim = geo_feat_dim
         self.average_init_density = average_init_density
         self.use_view_dirs = use_view_dirs
@@ -139,6 +152,19 @@ class SemanticRadianceField(Field):
         self.feature_head = nn.Linear(self.color_out.in_features, feature_dim) if feature_dim > 0 else None
         self.implementation = impl
 
+    def get_extra_state(self) -> dict:
+        """Saved in every checkpoint: the hash-grid implementation the run was built with."""
+        return {"implementation": self.implementation}
+
+    def set_extra_state(self, state: dict) -> None:
+        saved = state.get("implementation") if isinstance(state, dict) else None
+        if saved is not None and saved != self.implementation:
+            raise ConfigError(
+                f"this checkpoint's field was trained with the {saved} hash grid, but here the model was built with "
+                f"{self.implementation} (implementation 'auto' resolves per machine; tcnn needs tinycudann and "
+                "CUDA): open the run where that implementation is available"
+            )
+
     @property
     def color_dim(self) -> int:
         """K, the width of h."""
@@ -146,7 +172,7 @@ class SemanticRadianceField(Field):
 
     def density_at(self, positions: Float[Tensor, "*bs 3"]) -> tuple[Tensor, Tensor]:
         """Density (*bs, 1) and geometry features (*bs, geo_feat_dim) at world positions."""
-        h, inside = grid_mlp(positions, self.aabb, self.encoding, self.density_mlp)
+        h, inside = grid_mlp(positions, self.aabb, self.encoding, self.density_mlp, self.spatial_distortion)
         raw_density, geo = torch.split(h, [1, self.geo_feat_dim], dim=-1)
         return activate_density(raw_density, inside, self.average_init_density), geo
 
@@ -190,10 +216,12 @@ class ProposalDensityField(nn.Module):
         hidden_dim: int = 16,
         average_init_density: float = 1.0,
         implementation: Implementation = "auto",
+        spatial_distortion: SpatialDistortion | None = None,
     ) -> None:
         super().__init__()
         impl = resolve_implementation(implementation)
         self.register_buffer("aabb", aabb.clone().float())
+        self.spatial_distortion = spatial_distortion
         self.encoding = grid.build(impl)
         self.mlp = MLP(
             in_dim=self.encoding.get_out_dim(),
@@ -206,5 +234,5 @@ class ProposalDensityField(nn.Module):
         self.average_init_density = average_init_density
 
     def density_fn(self, positions: Float[Tensor, "*bs 3"], times: Tensor | None = None) -> Tensor:
-        raw, inside = grid_mlp(positions, self.aabb, self.encoding, self.mlp)
+        raw, inside = grid_mlp(positions, self.aabb, self.encoding, self.mlp, self.spatial_distortion)
         return activate_density(raw, inside, self.average_init_density)

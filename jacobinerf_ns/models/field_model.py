@@ -15,10 +15,15 @@ import numpy as np
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.model_components.losses import distortion_loss, interlevel_loss
-from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, UniformSampler
+from nerfstudio.model_components.ray_samplers import (
+    ProposalNetworkSampler,
+    UniformLinDispPiecewiseSampler,
+    UniformSampler,
+)
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer, SemanticRenderer
-from nerfstudio.model_components.scene_colliders import AABBBoxCollider
+from nerfstudio.model_components.scene_colliders import AABBBoxCollider, NearFarCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor
@@ -26,7 +31,7 @@ from torch.nn import Parameter
 from torchmetrics.functional import structural_similarity_index_measure
 
 from jacobinerf_ns.data.class_table import IGNORE_LABEL
-from jacobinerf_ns.fields.backend import Implementation
+from jacobinerf_ns.fields.backend import Implementation, resolve_implementation
 from jacobinerf_ns.fields.semantic_field import (
     DENSITY,
     RGB,
@@ -82,6 +87,12 @@ class FieldModelConfig(ModelConfig):
     """One jitter per ray (not per sample) in the initial sampler."""
     near_plane: float = 0.02
     """Closest sample distance along a ray (scene units; the scene lies in [-1, 1]^3)."""
+    scene_contraction: Literal["auto", "off", "on"] = "auto"
+    """Contract unbounded space into [-2, 2]^3 as nerfacto does ("on"), or keep the scene box ("off"). "auto": off
+    for the dataparsers that scale the whole scene into the box (replica-semantic, scannet-semantic), on for any
+    other (nerfstudio-data captures, whose box only holds the cameras)."""
+    far_plane: float = 1000.0
+    """Farthest sample distance with scene contraction on (scene units)."""
     background_color: Literal["random", "last_sample", "black", "white"] = "last_sample"
     """Background of rays that leave the box (indoor scenes rarely have any)."""
     interlevel_loss_mult: float = 1.0
@@ -129,10 +140,33 @@ class FieldModel(Model):
             return torch.zeros(0, 3)
         return semantics.colors.float()
 
+    @property
+    def contracted(self) -> bool:
+        """Whether this run contracts unbounded space (see ``scene_contraction``)."""
+        mode = self.config.scene_contraction
+        if mode == "auto":
+            return not self.kwargs.get("metadata", {}).get("scene_bounded", False)
+        return mode == "on"
+
+    @property
+    def lpips(self):
+        """LPIPS when its weights are on disk (kept outside the module tree: checkpoints must not depend on it)."""
+        return self.__dict__.get("_lpips_metric")
+
+    def resolved_implementation(self) -> str:
+        """``implementation`` resolved for the device this model is built for: tcnn only on CUDA."""
+        requested = self.config.implementation
+        device = torch.device(self.kwargs.get("device", "cpu"))
+        if requested == "auto" and device.type != "cuda":
+            return "torch"
+        return resolve_implementation(requested)
+
     def populate_modules(self):
         super().populate_modules()
         cfg = self.config
         aabb = self.scene_box.aabb
+        implementation = self.resolved_implementation()
+        distortion = SceneContraction(order=float("inf")) if self.contracted else None
         self.field = SemanticRadianceField(
             aabb,
             grid=cfg.grid,
@@ -145,7 +179,8 @@ class FieldModel(Model):
             semantic_classes=self.semantic_classes(),
             feature_dim=self.feature_dim(),
             average_init_density=cfg.average_init_density,
-            implementation=cfg.implementation,
+            implementation=implementation,
+            spatial_distortion=distortion,
         )
         num_prop = len(cfg.num_proposal_samples_per_ray)
         if len(cfg.proposal_grids) < 1:
@@ -156,7 +191,8 @@ class FieldModel(Model):
                 cfg.proposal_grids[min(i, len(cfg.proposal_grids) - 1)],
                 hidden_dim=cfg.proposal_hidden_dim,
                 average_init_density=cfg.average_init_density,
-                implementation=cfg.implementation,
+                implementation=implementation,
+                spatial_distortion=distortion,
             )
             for i in range(num_prop)
         )
@@ -173,14 +209,19 @@ class FieldModel(Model):
             num_proposal_network_iterations=num_prop,
             single_jitter=cfg.use_single_jitter,
             update_sched=update_schedule,
-            initial_sampler=UniformSampler(single_jitter=cfg.use_single_jitter),
+            initial_sampler=(UniformLinDispPiecewiseSampler if self.contracted else UniformSampler)(
+                single_jitter=cfg.use_single_jitter
+            ),
         )
-        self.collider = AABBBoxCollider(self.scene_box, near_plane=cfg.near_plane)
+        if self.contracted:
+            self.collider = NearFarCollider(near_plane=cfg.near_plane, far_plane=cfg.far_plane)
+        else:
+            self.collider = AABBBoxCollider(self.scene_box, near_plane=cfg.near_plane)
         self.renderer_rgb = RGBRenderer(background_color=cfg.background_color)
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
         self.renderer_semantics = SemanticRenderer()
-        self.lpips = lpips_if_available()
+        self.__dict__["_lpips_metric"] = lpips_if_available()
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {
@@ -274,7 +315,7 @@ class FieldModel(Model):
             "ssim": float(structural_similarity_index_measure(pred_chw, gt_chw, data_range=1.0)),
         }
         if self.lpips is not None:
-            metrics["lpips"] = float(self.lpips(pred_chw, gt_chw))
+            metrics["lpips"] = float(self.lpips.to(pred_chw.device)(pred_chw, gt_chw))
         images = {
             "img": torch.cat([gt_rgb, pred_rgb], dim=1),
             "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),

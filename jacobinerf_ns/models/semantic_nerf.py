@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jacobinerf_ns.data.class_table import IGNORE_LABEL
+from jacobinerf_ns.errors import DataError
 from jacobinerf_ns.models.field_model import FieldModel, FieldModelConfig
 
 
@@ -44,7 +45,11 @@ class SemanticNeRFModel(FieldModel):
     def semantic_classes(self) -> int:
         n = len(self.class_names)
         if n == 0:
-            raise ValueError("semantic-nerf needs a dataset with semantic labels (dataparser metadata 'semantics')")
+            data = self.kwargs.get("metadata", {}).get("data_description", "the training data")
+            raise DataError(
+                f"semantic-nerf needs semantic labels, but {data} has none (use a dataparser that reads labels: "
+                "replica-semantic, scannet-semantic)"
+            )
         return n
 
     def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor], loss_dict: dict[str, Tensor]) -> None:
