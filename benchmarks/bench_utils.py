@@ -13,6 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from jacobinerf_ns.eval.protocol import (  # noqa: E402, F401  (re-exported for the benchmark scripts)
+    feature_field_labeller,
+    protocol,
+    subsample,
+    teacher_nn_labeller,
+)
+
 
 def ensure_scene(path: Path | None) -> Path:
     """``path`` when it holds a scene, else the default ``jn-synth`` scene generated into a temporary folder."""
@@ -36,26 +43,28 @@ def no_lpips():
         lpip.LearnedPerceptualImagePatchSimilarity = original
 
 
-def use_synthetic_teacher(datamanager_config) -> None:
-    """Benchmarks run offline on ground-truth scenes: a datamanager with a teacher gets the synthetic one (kept if
-    it already is, with its options), quietly."""
-    if hasattr(datamanager_config, "teacher"):
-        from jacobinerf_ns.teachers import SyntheticTeacherConfig
+def set_teacher(datamanager_config, teacher: str = "synthetic") -> None:
+    """Benchmarks run offline: a datamanager with a teacher gets the ``synthetic`` one (computed from ground truth,
+    kept with its options if already set) or the ``appearance`` one (pixels only), quietly."""
+    if not hasattr(datamanager_config, "teacher"):
+        return
+    from jacobinerf_ns.teachers import AppearanceTeacherConfig, SyntheticTeacherConfig
 
-        if not isinstance(datamanager_config.teacher, SyntheticTeacherConfig):
-            datamanager_config.teacher = SyntheticTeacherConfig()
-        datamanager_config.teacher.show_progress = False
+    kind = {"synthetic": SyntheticTeacherConfig, "appearance": AppearanceTeacherConfig}[teacher]
+    if not isinstance(datamanager_config.teacher, kind):
+        datamanager_config.teacher = kind()
+    datamanager_config.teacher.show_progress = False
 
 
-def method_pipeline_config(method: str, scene: Path, rays: int | None = None):
-    """A deep copy of a registered method's pipeline config pointed at ``scene`` (synthetic teacher if any)."""
+def method_pipeline_config(method: str, scene: Path, rays: int | None = None, teacher: str = "synthetic"):
+    """A deep copy of a registered method's pipeline config pointed at ``scene`` (with the benchmark's teacher)."""
     from nerfstudio.configs.method_configs import all_methods
 
     cfg = copy.deepcopy(all_methods[method].pipeline)
     cfg.datamanager.data = scene
     if rays is not None:
         cfg.datamanager.train_num_rays_per_batch = rays
-    use_synthetic_teacher(cfg.datamanager)
+    set_teacher(cfg.datamanager, teacher)
     return cfg
 
 
@@ -107,27 +116,10 @@ def time_interleaved(built: dict, datamanager, steps: int, warmup: int) -> dict[
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def teacher_nn_labeller(pipeline, test_features, pixels, labels):
-    """Teacher-2D nearest neighbour: annotated pixels' teacher features (labelled training view) vs test views'."""
-    from jacobinerf_ns.propagator import NearestNeighbourLabeller
-
-    keys = pipeline.datamanager.teacher_features.dense(0)[pixels[:, 0], pixels[:, 1]]
-    return NearestNeighbourLabeller(keys, labels, lambda i: test_features.dense(i))
-
-
-def feature_field_labeller(model, view: int, train_cameras, targets, pixels, labels):
-    """Feature-field nearest neighbour: rendered features at the annotated pixels vs rendered target views."""
-    from jacobinerf_ns.evaluation import render_pixels
-    from jacobinerf_ns.propagator import NearestNeighbourLabeller, render_view
-
-    idx = torch.cat([torch.full((len(pixels), 1), view), pixels], dim=1)
-    keys = render_pixels(model, train_cameras, idx, ["features"])["features"]
-    return NearestNeighbourLabeller(keys, labels, lambda i: render_view(model, targets.camera(i))["features"])
-
-
-def train_method(method: str, scene: Path, out: Path, name: str, **model_overrides) -> Path:
-    """Train a registered method through nerfstudio's trainer (as ``ns-train`` would; synthetic teacher if any);
-    extra keyword arguments override model settings, ``dm_<field>`` ones datamanager settings. Returns config.yml."""
+def train_method(method: str, scene: Path, out: Path, name: str, teacher: str = "synthetic", **model_overrides) -> Path:
+    """Train a registered method through nerfstudio's trainer (as ``ns-train`` would; the benchmark's teacher if it
+    has one); extra keyword arguments override model settings, ``dm_<field>`` ones datamanager settings. Returns
+    config.yml."""
     from nerfstudio.configs.method_configs import all_methods
 
     cfg = copy.deepcopy(all_methods[method])
@@ -137,7 +129,7 @@ def train_method(method: str, scene: Path, out: Path, name: str, **model_overrid
     cfg.experiment_name = out.name
     cfg.timestamp = name
     cfg.vis = "tensorboard"
-    use_synthetic_teacher(cfg.pipeline.datamanager)
+    set_teacher(cfg.pipeline.datamanager, teacher)
     for key, value in model_overrides.items():
         if key.startswith("dm_"):
             setattr(cfg.pipeline.datamanager, key[3:], value)
@@ -168,32 +160,3 @@ def load_run(config_path: Path):
 
     _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
     return pipeline
-
-
-def teacher_targets(pipeline):
-    """Teacher features of the test views (the teacher is 2D: it sees the test images)."""
-    dm = pipeline.datamanager
-    return dm.eval_teacher_features()
-
-
-def protocol(pipeline, target: str, setting: str, seed: int):
-    """The official protocol on a loaded run: training view 0 is labelled (one seeded click per label present for
-    ``sparse``, the whole view for ``dense``) and every test view is a target. Returns (annotation, targets)."""
-    from jacobinerf_ns.annotations import make_annotation
-    from jacobinerf_ns.propagator import ViewSet
-    from jacobinerf_ns.scripts.propagate import _label_names
-
-    dm = pipeline.datamanager
-    source = "semantics" if target == "semantic" else "instance"
-    targets = ViewSet(dm.eval_dataset.cameras, getattr(dm.eval_scene, source).cpu())
-    names = _label_names(pipeline, dm.train_scene, target)
-    ann = make_annotation(getattr(dm.train_scene, source)[0].cpu(), target, setting, 0, seed, names)
-    return ann, targets
-
-
-def subsample(ann, limit: int, seed: int):
-    """At most ``limit`` annotated pixels (dense setting) for nearest-neighbour look-ups; seeded."""
-    if len(ann.pixels) <= limit:
-        return ann.pixels, ann.labels
-    pick = torch.randperm(len(ann.pixels), generator=torch.Generator().manual_seed(seed))[:limit]
-    return ann.pixels[pick], ann.labels[pick]

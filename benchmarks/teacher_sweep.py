@@ -24,7 +24,6 @@ from bench_utils import (
     load_run,
     protocol,
     teacher_nn_labeller,
-    teacher_targets,
     train_method,
 )
 
@@ -78,7 +77,7 @@ def main() -> None:
         for key, unit in (("jnerf-3d", False), ("jnerf-3d-unit", True)):
             lab = JacobiLabeller(jn.model, ann, cams, "3d", targets, normalize_directions=unit)
             row[key] = evaluate_labeller(lab, targets, ann)["miou"]
-        nn = teacher_nn_labeller(jn, teacher_targets(jn), ann.pixels, ann.labels)
+        nn = teacher_nn_labeller(jn, ann.view, ann.pixels, ann.labels)
         row["teacher-2d-nn"] = evaluate_labeller(nn, targets, ann)["miou"]
         fnn = feature_field_labeller(ff.model, ann.view, cams, targets, ann.pixels, ann.labels)
         row["feature-field-nn"] = evaluate_labeller(fnn, targets, ann)["miou"]

@@ -6,6 +6,8 @@ Each fix is idempotent, cheap (no heavy imports) and applied when :mod:`jacobine
 * ``torch.load`` on torch >= 2.6 defaults to ``weights_only=True``; nerfstudio's checkpoints hold numpy scalars
   (from the schedulers and the grad scaler), so ``ns-eval`` / ``ns-render`` / ``ns-viewer`` / ``--load-dir`` failed
   with ``UnpicklingError``. We allow exactly the numpy types that such checkpoints contain.
+* Known, harmless deprecation / usage warnings of nerfstudio, torch and torchmetrics (not ours) are silenced so that
+  ``jn-propagate``, ``ns-eval`` and our scripts do not print a wall of them (:data:`THIRD_PARTY_NOISE`).
 * ``ns-render`` needs ``ffmpeg`` on PATH (it checks with ``shutil.which`` and mediapy calls it by name); when there is
   none we link the binary that the ``imageio-ffmpeg`` wheel ships into a cache folder and put that folder on PATH.
 """
@@ -20,6 +22,24 @@ from pathlib import Path
 from jacobinerf_ns.errors import install_excepthook
 
 _APPLIED = False
+
+THIRD_PARTY_NOISE: tuple[tuple[str, type[Warning]], ...] = (
+    (r"`torch\.cuda\.amp\.custom_(fwd|bwd)\(args\.\.\.\)` is deprecated", FutureWarning),
+    (r"`torch\.jit\.script` is deprecated", FutureWarning),
+    (r"Importing `.*` from `torchmetrics\.functional` was deprecated", FutureWarning),
+    (r"Converting a tensor with requires_grad=True to a scalar", UserWarning),
+    (r"To copy construct from a tensor, it is recommended", UserWarning),
+    (r"Using a non-tuple sequence for multidimensional indexing", UserWarning),
+    (r"The given NumPy array is not writable", UserWarning),
+    (r"torch\.meshgrid: in an upcoming release", UserWarning),
+)
+"""(message regex, category) of third-party warnings that carry no information for a user of this plugin."""
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore :data:`THIRD_PARTY_NOISE` (our own warnings, e.g. "LPIPS skipped", stay)."""
+    for message, category in THIRD_PARTY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def _numpy_checkpoint_globals() -> list:
@@ -85,6 +105,7 @@ def apply_compat_fixes() -> None:
         return
     _APPLIED = True
     install_excepthook()
+    quiet_third_party_warnings()
     register_checkpoint_globals()
     try:
         ensure_ffmpeg_on_path()

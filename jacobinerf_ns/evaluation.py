@@ -18,21 +18,21 @@ from nerfstudio.model_components.ray_generators import RayGenerator
 from torch import Tensor
 
 from jacobinerf_ns.data.class_table import IGNORE_LABEL
+from jacobinerf_ns.render_options import RenderOptions, rendering
 
 
 @contextmanager
-def eval_mode(model, **flags) -> Iterator[None]:
-    """The model in eval mode with attributes temporarily set (e.g. ``output_jacobians=True``); all restored after."""
-    previous = {k: getattr(model, k) for k in flags}
+def eval_mode(model, options: RenderOptions | None = None) -> Iterator[None]:
+    """The model in eval mode, rendering with ``options`` in this thread (no model attribute is changed)."""
     was_training = model.training
-    for k, v in flags.items():
-        setattr(model, k, v)
     model.eval()
     try:
-        yield
+        if options is None:
+            yield
+        else:
+            with rendering(model, options):
+                yield
     finally:
-        for k, v in previous.items():
-            setattr(model, k, v)
         model.train(was_training)
 
 
@@ -47,7 +47,7 @@ def render_pixels(
 ) -> dict[str, Tensor]:
     """Render the pixels ``(image, y, x)`` of ``cameras`` in eval mode; return the requested outputs per pixel."""
     collected: dict[str, list] = defaultdict(list)
-    with eval_mode(model, **({"output_jacobians": True} if jacobians else {})):
+    with eval_mode(model, RenderOptions(jacobians=True) if jacobians else None):
         # RayGenerator keeps its pixel grid as a buffer made on the CPU: move the module too (CUDA runs).
         generator = RayGenerator(cameras.to(model.device)).to(model.device)
         for start in range(0, len(indices), chunk):

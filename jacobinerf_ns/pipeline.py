@@ -58,8 +58,23 @@ def checkpoint_mismatch(expected: dict, saved: dict) -> str | None:
     return "; ".join(parts) or None
 
 
+def sync_smoothing(config: VanillaPipelineConfig) -> None:
+    """A feature model that smooths needs patches (and, for ``masks``, 2D masks) from its datamanager: switch them on
+    (4 patches when none are configured), so one model option is enough."""
+    smoothing = getattr(config.model, "smoothing", "none")
+    dm = config.datamanager
+    if smoothing != "none" and hasattr(dm, "patches_per_batch"):
+        if dm.patches_per_batch <= 0:
+            dm.patches_per_batch = 4
+        dm.patch_masks = smoothing == "masks"
+
+
 class SemanticPipeline(VanillaPipeline):
     """See the module docstring."""
+
+    def __init__(self, config: VanillaPipelineConfig, *args, **kwargs):
+        sync_smoothing(config)
+        super().__init__(config, *args, **kwargs)
 
     def load_state_dict(self, state_dict, strict: bool | None = None):  # type: ignore[override]
         prefix = "_model.module." if any(k.startswith("_model.module.") for k in state_dict) else "_model."
@@ -71,6 +86,14 @@ class SemanticPipeline(VanillaPipeline):
                 "trained with another field implementation or preset?)"
             )
         return super().load_state_dict(state_dict, strict=strict)
+
+    def _eval_teacher(self):
+        """Teacher features of the evaluation views when the model distils them (for ``feature_cos_sim``)."""
+        if getattr(self.model, "feature_dim", lambda: 0)() <= 0 or not hasattr(
+            self.datamanager, "eval_teacher_features"
+        ):
+            return None
+        return self.datamanager.eval_teacher_features().to("cpu")
 
     @torch.no_grad()
     def get_average_image_metrics(
@@ -94,7 +117,10 @@ class SemanticPipeline(VanillaPipeline):
         )
         with Progress(*columns, transient=True) as progress:
             task = progress.add_task("[green]Evaluating all images...", total=len(data_loader))
+            teacher = self._eval_teacher()
             for idx, (camera, batch) in enumerate(data_loader):
+                if teacher is not None and "image_idx" in batch:
+                    batch["teacher_features"] = teacher.dense(int(batch["image_idx"]))
                 start = time()
                 outputs = self.model.get_outputs_for_camera(camera=camera)
                 metrics, images = self.model.get_image_metrics_and_images(outputs, batch)

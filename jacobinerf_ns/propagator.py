@@ -31,15 +31,16 @@ from jacobinerf_ns.metrics import confusion_matrix, segmentation_scores
 from jacobinerf_ns.propagation import (
     DEFAULT_PERTURB_T,
     METHODS,
+    cosine_response,
     first_order_response,
     label_directions,
     labels_from_responses,
     normalize_per_image,
     perturbation_response,
-    perturbed_weight,
     postprocess_2d,
     unit_directions,
 )
+from jacobinerf_ns.render_options import RenderOptions
 
 
 @dataclass
@@ -71,14 +72,15 @@ def require_jacobian_head(model, where: str = "the run") -> None:
 
 
 @torch.no_grad()
-def render_view(model, camera: Cameras, **flags) -> dict[str, Tensor]:
-    """``get_outputs_for_camera`` in eval mode with temporary model attributes (e.g. ``output_jacobians=True``)."""
-    with eval_mode(model, **flags):
+def render_view(model, camera: Cameras, options: RenderOptions | None = None) -> dict[str, Tensor]:
+    """``get_outputs_for_camera`` in eval mode with per-render ``options`` (e.g. Jacobian outputs)."""
+    with eval_mode(model, options):
         return model.get_outputs_for_camera(camera.to(model.device))
 
 
 class JacobiLabeller:
-    """J-NeRF propagation (``3d`` / ``2d`` / ``2d-perturb``) from an annotation; ``dense`` adds the aggregator."""
+    """J-NeRF propagation (``3d`` / ``2d`` / ``2d-perturb`` / ``2d-cos``) from an annotation; ``dense`` adds the
+    aggregator."""
 
     def __init__(
         self,
@@ -110,22 +112,28 @@ class JacobiLabeller:
             self.aggregator = train_aggregator(maps.flatten(1).T, labels.flatten(), steps=aggregator_steps)
 
     def responses(self, camera: Cameras) -> Float[Tensor, "n h w"]:
+        """Per-label response maps of one view (the view's rendered colour is kept in ``last_rgb``)."""
         model, G = self.model, self.directions.to(self.model.device)
         if self.method == "3d":
-            out = render_view(model, camera, propagation_directions=G)["response_3d"]
-            maps = out.permute(2, 0, 1).cpu()
+            out = render_view(model, camera, RenderOptions(directions=G))
+            self.last_rgb = out["rgb"].cpu()
+            maps = out["response_3d"].permute(2, 0, 1).cpu()
             return normalize_per_image(maps) if self.normalize_3d else maps
-        if self.method == "2d":
-            jac = render_view(model, camera, output_jacobians=True)["jacobian"]
+        if self.method in ("2d", "2d-cos"):
+            out = render_view(model, camera, RenderOptions(jacobians=True))
+            self.last_rgb = out["rgb"].cpu()
+            jac = out["jacobian"]
             h, w, _ = jac.shape
+            if self.method == "2d-cos":
+                return cosine_response(jac.view(h * w, 3, -1), G).T.reshape(-1, h, w).cpu()
             resp = first_order_response(jac.view(h * w, 3, -1), G, self.t)
             return postprocess_2d(resp.T.reshape(-1, h, w).cpu())
         base = render_view(model, camera)["rgb"]
-        weight = model.field.color_out.weight
+        self.last_rgb = base.cpu()
         maps = []
-        for g in G:
-            with perturbed_weight(weight, self.t * g):
-                maps.append(perturbation_response(render_view(model, camera)["rgb"], base))
+        for g in G:  # θᴰ + t·G_ℓ in the render only (the parameters are never touched)
+            perturbed = render_view(model, camera, RenderOptions(weight_delta=self.t * g))["rgb_perturbed"]
+            maps.append(perturbation_response(perturbed, base))
         return postprocess_2d(torch.stack(maps).cpu())
 
     def predict(self, view: int) -> Int[Tensor, "h w"]:
@@ -180,13 +188,18 @@ def evaluate_labeller(
     max_views: int | None = None,
     save_dir: Path | None = None,
     keep_predictions: bool = False,
+    colors: np.ndarray | None = None,
 ) -> dict:
     """Pool one confusion matrix over the target views; scores, per-label IoU, seconds per view (and the predicted
-    label-index maps under ``predictions`` when asked)."""
+    label-index maps under ``predictions`` when asked).
+
+    With ``save_dir``, per target view: ``labels_NNNN.png`` (uint16 label ids: class ids or instance ids),
+    ``labels_color_NNNN.png`` (each label in ``colors``, default a fixed palette) and, when the labeller keeps the
+    view's render (``last_rgb``), ``labels_overlay_NNNN.png`` (the colours blended onto the rendered RGB)."""
     n = annotation.num_labels
     conf = torch.zeros(n, n, dtype=torch.long)
     seconds, predictions = [], []
-    colors = palette(n)
+    colors = palette(n) if colors is None else np.asarray(colors, dtype=np.uint8)
     views = range(len(targets) if max_views is None else min(max_views, len(targets)))
     for i in views:
         start = time.perf_counter()
@@ -199,7 +212,13 @@ def evaluate_labeller(
             save_dir.mkdir(parents=True, exist_ok=True)
             ids = np.asarray(annotation.label_ids, dtype=np.int64)[pred.numpy()]
             Image.fromarray(ids.astype(np.uint16)).save(save_dir / f"labels_{i:04d}.png")
-            Image.fromarray(colors[pred.numpy()]).save(save_dir / f"labels_color_{i:04d}.png")
+            color_map = colors[pred.numpy()]
+            Image.fromarray(color_map).save(save_dir / f"labels_color_{i:04d}.png")
+            rgb = getattr(labeller, "last_rgb", None)
+            if rgb is not None and tuple(rgb.shape[:2]) == color_map.shape[:2]:
+                base = rgb.clamp(0, 1).numpy() * 255
+                blended = (0.5 * base + 0.5 * color_map).round().astype(np.uint8)
+                Image.fromarray(blended).save(save_dir / f"labels_overlay_{i:04d}.png")
     scores = segmentation_scores(conf)
     extra = {"predictions": predictions} if keep_predictions else {}
     return extra | {

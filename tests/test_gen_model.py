@@ -30,6 +30,7 @@ def scene_set(tmp_path_factory) -> Path:
 
 def gen_config(data: Path, out: Path, steps: int = STEPS, name: str = "run", **model):
     from jacobinerf_ns.configs import jacobinerf_gen_tiny
+
     cfg = copy.deepcopy(jacobinerf_gen_tiny.config)
     cfg.data = data
     cfg.pipeline.datamanager.data = data

@@ -87,8 +87,8 @@ def _propagate(config_path, tmp_path, **options):
 
 
 def _labeller(pipeline, method: str, target: str = "semantic", **options):
+    from jacobinerf_ns.eval.protocol import label_names as _label_names
     from jacobinerf_ns.propagator import JacobiLabeller, ViewSet
-    from jacobinerf_ns.scripts.propagate import _label_names
 
     dm = pipeline.datamanager
     source = "semantics" if target == "semantic" else "instance"

@@ -47,6 +47,18 @@ def test_first_order_and_3d_responses_match_loops(device):
     assert torch.allclose(fast, sample_response_3d_reference(h, w, G))
 
 
+def test_cosine_response_matches_its_loop_and_ignores_scale(device):
+    from jacobinerf_ns.propagation import cosine_response, cosine_response_reference
+
+    g = torch.Generator().manual_seed(3)
+    J = torch.randn(7, 3, 5, generator=g, dtype=torch.float64)
+    G = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    fast = cosine_response(J.to(device), G.to(device)).cpu()
+    assert torch.allclose(fast, cosine_response_reference(J, G), atol=1e-12)
+    scaled = cosine_response(J * torch.rand(7, 1, 1, dtype=torch.float64), G * 10)
+    assert torch.allclose(scaled, fast, atol=1e-12)  # no norm enters the read-out
+
+
 def test_unit_directions_remove_the_scale_of_each_label():
     g = torch.Generator().manual_seed(2)
     G = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
@@ -155,8 +167,8 @@ def tiny_run(jnerf_run):
 
 
 def _labeller(pipeline, method, seed=0, setting="sparse", t=1e-3):
+    from jacobinerf_ns.eval.protocol import label_names as _label_names
     from jacobinerf_ns.propagator import JacobiLabeller, ViewSet
-    from jacobinerf_ns.scripts.propagate import _label_names
 
     dm = pipeline.datamanager
     names = _label_names(pipeline, dm.train_scene, "semantic")
@@ -168,20 +180,27 @@ def _labeller(pipeline, method, seed=0, setting="sparse", t=1e-3):
 def test_first_order_agrees_with_perturbation_for_small_t(tiny_run):
     from jacobinerf_ns.propagation import first_order_response, perturbation_response
     from jacobinerf_ns.propagator import render_view
+    from jacobinerf_ns.render_options import RenderOptions
 
     _, pipeline = tiny_run
     lab, ann, targets = _labeller(pipeline, "2d", t=1e-3)
     model, cam = pipeline.model, targets.camera(0)
     G = lab.directions
-    jac = render_view(model, cam, output_jacobians=True)["jacobian"]
+    jac = render_view(model, cam, RenderOptions(jacobians=True))["jacobian"]
     h, w, _ = jac.shape
     first = first_order_response(jac.view(h * w, 3, -1).double(), G.double(), 1e-3).T
     base = render_view(model, cam)["rgb"].double()
+    before = model.field.color_out.weight.detach().clone()
     for k in range(ann.num_labels):
+        # the in-render perturbation (2d-perturb's path) against really perturbing the parameters (its twin)
+        in_render = render_view(model, cam, RenderOptions(weight_delta=1e-3 * G[k]))["rgb_perturbed"].double()
         with perturbed_weight(model.field.color_out.weight, 1e-3 * G[k]):
-            pert = perturbation_response(render_view(model, cam)["rgb"].double(), base).flatten()
+            really = render_view(model, cam)["rgb"].double()
+        assert torch.allclose(in_render, really, atol=1e-6)
+        pert = perturbation_response(in_render, base).flatten()
         rel = (pert - first[k]).abs().max() / first[k].abs().max()
         assert rel < 0.05, (k, float(rel))
+    assert torch.equal(model.field.color_out.weight, before)
 
 
 class _Permuted:

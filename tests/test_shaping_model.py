@@ -83,11 +83,10 @@ def test_model_jacobians_match_autograd_through_the_real_renderer(jnerf):
     model.eval()  # deterministic samples
     ray_bundle, _ = jnerf.datamanager.next_train(1)
     rays = ray_bundle[:12]
-    model.output_jacobians = True
-    try:
+    from jacobinerf_ns.render_options import RenderOptions
+
+    with model.rendering(RenderOptions(jacobians=True)):
         closed = model(rays)["jacobian"].detach()
-    finally:
-        model.output_jacobians = False
     name = "field.color_out.weight"
     W = dict(model.named_parameters())[name].detach().clone().requires_grad_(True)
 

@@ -10,7 +10,7 @@ from jacobinerf_ns.scripts import summary
 
 
 def test_demo_summary_cli(tmp_path, monkeypatch, capsys):
-    (tmp_path / "eval.json").write_text(json.dumps({"results": {"psnr": 29.5, "ssim": 0.9}}))
+    (tmp_path / "eval.json").write_text(json.dumps({"results": {"psnr": 29.5, "ssim": 0.9, "miou": 0.4567}}))
     prop = {
         "method": "jnerf-3d",
         "setting": "sparse",
@@ -37,7 +37,8 @@ def test_demo_summary_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", argv)
     summary.entrypoint()
     out = capsys.readouterr().out
-    assert "test psnr            29.5000" in out and "(skipped: AlexNet weights not on disk)" in out
-    assert "mIoU 0.2500" in out and "synthetic" in out and "1.5 min" in out
+    assert "test psnr            29.50 dB" in out and "(skipped: AlexNet weights not on disk)" in out
+    assert "test miou            45.7 %" in out  # one unit for mIoU everywhere: percent
+    assert "mIoU 25.0 %" in out and "synthetic" in out and "1.5 min" in out
     lines = out.splitlines()
     assert "  scene                data/x" in lines and "  run                  outputs/y" in lines

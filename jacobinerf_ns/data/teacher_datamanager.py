@@ -32,6 +32,15 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from jacobinerf_ns.data.datamanager import SemanticDataManager, SemanticDataManagerConfig
+from jacobinerf_ns.errors import ConfigError
+from jacobinerf_ns.features.masks import (
+    FelzenszwalbMaskConfig,
+    GroundTruthMaskConfig,
+    MaskSet,
+    SamMaskConfig,
+    SlicMaskConfig,
+    compute_masks,
+)
 from jacobinerf_ns.shaping import adapt_threshold, positive_mask_knn, positive_mask_threshold
 from jacobinerf_ns.teachers import (
     AppearanceTeacherConfig,
@@ -45,6 +54,13 @@ from jacobinerf_ns.teachers import (
     compute_teacher_features,
     file_identity,
 )
+
+MaskChoice = Union[
+    Annotated[FelzenszwalbMaskConfig, tyro.conf.subcommand(name="felzenszwalb")],
+    Annotated[SlicMaskConfig, tyro.conf.subcommand(name="slic")],
+    Annotated[SamMaskConfig, tyro.conf.subcommand(name="sam")],
+    Annotated[GroundTruthMaskConfig, tyro.conf.subcommand(name="ground-truth")],
+]
 
 TeacherChoice = Union[
     Annotated[AutoTeacherConfig, tyro.conf.subcommand(name="auto")],
@@ -85,6 +101,16 @@ class TeacherDataManagerConfig(SemanticDataManagerConfig):
     """τ_pos moves so that this fraction of the pairs is positive (official 5–15 %)."""
     knn_k: int = 16
     """k of the ``knn`` rule."""
+    patches_per_batch: int = 0
+    """P×P pixel patches that replace the last random rays of each batch (the feature-smoothing regularisers need
+    them; a feature model with smoothing on sets 4 when this is 0)."""
+    patch_size: int = 16
+    """P, the side of each patch."""
+    patch_masks: bool = False
+    """Attach 2D mask ids to the patches (set when the model's smoothing is ``masks``)."""
+    masks: MaskChoice = field(default_factory=FelzenszwalbMaskConfig)
+    """Where 2D masks come from: felzenszwalb / slic (scikit-image, no weights: the offline default), sam (a local
+    segment-anything checkpoint), ground-truth (instances: controlled studies only). Cached like teacher features."""
 
 
 class TeacherDataManager(SemanticDataManager):
@@ -107,6 +133,32 @@ class TeacherDataManager(SemanticDataManager):
         pick = torch.randperm(len(flat), generator=torch.Generator().manual_seed(0))[:20000]
         meta["teacher_feature_sample"] = flat[pick.to(flat.device)].float().cpu()
         self._neighbours = self._camera_neighbours()
+        self.train_masks: MaskSet | None = None
+        if self.config.patch_masks:
+            self.train_masks = self.compute_masks_for(self.train_scene, self.train_dataset.image_filenames)
+            meta["mask_source"] = self.train_masks.source_name
+
+    def compute_masks_for(self, scene, image_filenames: list[Path]) -> MaskSet:
+        """The configured 2D masks of ``scene``'s images, through the on-disk cache (next to the teacher's)."""
+        n = scene.shape[0]
+        inputs = TeacherInputs(
+            images=[scene.images[i].cpu() for i in range(n)],
+            semantics=None if scene.semantics is None else [scene.semantics[i].cpu() for i in range(n)],
+            instances=None if scene.instance is None else [scene.instance[i].cpu() for i in range(n)],
+            identities=self._identities(image_filenames),
+            image_size=(scene.shape[1], scene.shape[2]),
+        )
+        cache_dir = self.config.teacher_cache_dir or self._data_path() / ".teacher_cache"
+        masks = compute_masks(self.config.masks, inputs, cache_dir=cache_dir)
+        label = " (ground truth: controlled study)" if masks.is_ground_truth else ""
+        CONSOLE.print(f"Masks {masks.source_name}{label}: {n} views")
+        return masks
+
+    def _identities(self, image_filenames: list[Path]) -> list[str] | None:
+        """Per-image cache identities: the file bytes, unless images are resized in memory (then the pixels)."""
+        if self.config.camera_res_scale_factor != 1.0:
+            return None
+        return [file_identity(p) for p in image_filenames]
 
     @property
     def teacher_config(self):
@@ -117,20 +169,20 @@ class TeacherDataManager(SemanticDataManager):
         return teacher
 
     def eval_teacher_features(self) -> TeacherFeatures:
-        """The teacher's features of the evaluation split, projected with the training split's PCA basis (one basis
-        per dataset and teacher, so training keys and test features are comparable)."""
-        return self.compute_teacher_features_for(
-            self.eval_scene, self.eval_dataset.image_filenames, pca=self.teacher_features.pca
-        )
+        """The teacher's features of the evaluation split (computed once), projected with the training split's PCA
+        basis (one basis per dataset and teacher, so training keys and test features are comparable)."""
+        if self.__dict__.get("_eval_teacher") is None:
+            self.__dict__["_eval_teacher"] = self.compute_teacher_features_for(
+                self.eval_scene, self.eval_dataset.image_filenames, pca=self.teacher_features.pca
+            )
+        return self.__dict__["_eval_teacher"]
 
     def compute_teacher_features_for(self, scene, image_filenames: list[Path], pca=None) -> TeacherFeatures:
         """The configured teacher's features of ``scene``'s images (any split), through the on-disk cache;
         ``pca``: the basis to project with (default: fitted on these images)."""
         n = scene.shape[0]
         cache_dir = self.config.teacher_cache_dir or self._data_path() / ".teacher_cache"
-        identities = [file_identity(p) for p in image_filenames]
-        if self.config.camera_res_scale_factor != 1.0:
-            identities = None  # resized in memory: hash the pixels themselves
+        identities = self._identities(image_filenames)
         inputs = TeacherInputs(
             images=[scene.images[i].cpu() for i in range(n)],  # uint8: the teacher divides by 255
             semantics=None if scene.semantics is None else [scene.semantics[i].cpu() for i in range(n)],
@@ -173,12 +225,33 @@ class TeacherDataManager(SemanticDataManager):
         return torch.cat([torch.tensor([anchor]), pick])
 
     def sample_train_indices(self, step: int) -> Int[Tensor, "r 3"]:
-        uniform = super().sample_train_indices(step)
+        """[shaping rays | random rays | patches]: the shaping rays and the patches replace random rays, so the
+        batch keeps ``train_num_rays_per_batch`` (+ labelled) rays."""
+        indices = super().sample_train_indices(step)
         m = self.config.shaping_rays_per_batch
-        if m <= 0:
-            return uniform
-        local = self.train_pool.sample(m, self._generator, views=self.shaping_views())
-        return torch.cat([local, uniform[m:]]) if len(uniform) > m else local
+        if m > 0:
+            local = self.train_pool.sample(m, self._generator, views=self.shaping_views())
+            indices = torch.cat([local, indices[m:]]) if len(indices) > m else local
+        patches = self.sample_patches()
+        if patches is not None:
+            indices = torch.cat([indices[: max(0, len(indices) - len(patches))], patches])
+        return indices
+
+    def sample_patches(self) -> Int[Tensor, "r 3"] | None:
+        """``patches_per_batch`` random P×P patches (row-major pixels, patch after patch), or None."""
+        count, size = self.config.patches_per_batch, self.config.patch_size
+        if count <= 0:
+            return None
+        n, h, w = self.train_scene.shape
+        if size > min(h, w):
+            raise ConfigError(f"patch_size {size} is larger than the {w}x{h} images")
+        view = torch.randint(0, n, (count,), generator=self._generator)
+        y0 = torch.randint(0, h - size + 1, (count,), generator=self._generator)
+        x0 = torch.randint(0, w - size + 1, (count,), generator=self._generator)
+        dy, dx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        ys = (y0[:, None, None] + dy).reshape(-1)
+        xs = (x0[:, None, None] + dx).reshape(-1)
+        return torch.stack([view.repeat_interleave(size * size), ys, xs], dim=-1)
 
     def positives(self, features: Float[Tensor, "m d"]) -> Tensor:
         cfg = self.config
@@ -192,6 +265,12 @@ class TeacherDataManager(SemanticDataManager):
         indices = batch["indices"].to(self.storage_device)
         feats = self.teacher_features.lookup(indices[:, 0], indices[:, 1], indices[:, 2])
         batch["teacher_features"] = feats.to(self.device)
+        if self.config.patches_per_batch > 0:
+            batch["patch_count"] = torch.tensor(self.config.patches_per_batch)
+            batch["patch_size"] = torch.tensor(self.config.patch_size)
+            if self.train_masks is not None:
+                tail = indices[-self.config.patches_per_batch * self.config.patch_size**2 :].to(self.storage_device)
+                batch["patch_masks"] = self.train_masks.lookup(tail[:, 0], tail[:, 1], tail[:, 2]).to(self.device)
         m = min(self.config.shaping_rays_per_batch, len(indices))
         if m > 1:
             f = feats[:m].float()

@@ -5,8 +5,10 @@ Colour of a sample (DESIGN §2): ``c = sigmoid(z)``, ``z = W h + b`` where ``W``
 ``torch.nn.Linear`` so that closed-form Jacobians w.r.t. ``W`` only need ``h``, ``z`` and the volume-rendering
 weights, with first-order autograd; the hash grid and density MLP may be tiny-cuda-nn.
 
-Optional heads: semantic logits (from the geometry features, view-independent, as Semantic-NeRF) and distilled
-features (linear on ``h``, as N3F's feature head on the colour branch).
+Optional heads, both view-independent (they read no view direction, so a 3D query scores points, not rays):
+semantic logits from the geometry features (as Semantic-NeRF), and distilled features from a small MLP on the
+hash-grid encoding and the geometry features (DFF's feature branch; :meth:`SemanticRadianceField.features_at`
+evaluates it at any point).
 """
 
 from __future__ import annotations
@@ -84,11 +86,17 @@ def grid_mlp(
     encoding: nn.Module,
     mlp: nn.Module,
     distortion: SpatialDistortion | None = None,
-) -> tuple[Float[Tensor, "*bs out"], Tensor]:
-    """Hash-grid encoding + MLP at world positions (float32 out) and the mask of positions inside the box."""
+    return_encoding: bool = False,
+):
+    """Hash-grid encoding + MLP at world positions (float32 out) and the mask of positions inside the box (and the
+    encoding itself with ``return_encoding``)."""
     x, inside = normalize_positions(positions, aabb, distortion)
     shape = x.shape[:-1]
-    return mlp(encoding(x.view(-1, 3))).view(*shape, -1).float(), inside
+    enc = encoding(x.view(-1, 3))
+    out = mlp(enc).view(*shape, -1).float()
+    if return_encoding:
+        return out, inside, enc.view(*shape, -1).float()
+    return out, inside
 
 
 def activate_density(raw: Float[Tensor, "*bs 1"], inside: Tensor, average_init_density: float) -> Tensor:
@@ -112,6 +120,7 @@ class SemanticRadianceField(Field):
         semantic_classes: int = 0,
         hidden_dim_semantics: int = 64,
         feature_dim: int = 0,
+        hidden_dim_features: int = 64,
         average_init_density: float = 1.0,
         implementation: Implementation = "auto",
         spatial_distortion: SpatialDistortion | None = None,
@@ -149,7 +158,13 @@ class SemanticRadianceField(Field):
                 nn.ReLU(),
                 nn.Linear(hidden_dim_semantics, semantic_classes),
             )
-        self.feature_head = nn.Linear(self.color_out.in_features, feature_dim) if feature_dim > 0 else None
+        self.feature_head = None
+        if feature_dim > 0:
+            self.feature_head = nn.Sequential(
+                nn.Linear(self.encoding.get_out_dim() + geo_feat_dim, hidden_dim_features),
+                nn.ReLU(),
+                nn.Linear(hidden_dim_features, feature_dim),
+            )
         self.implementation = impl
 
     def get_extra_state(self) -> dict:
@@ -171,10 +186,22 @@ class SemanticRadianceField(Field):
         return self.color_out.in_features
 
     def density_at(self, positions: Float[Tensor, "*bs 3"]) -> tuple[Tensor, Tensor]:
-        """Density (*bs, 1) and geometry features (*bs, geo_feat_dim) at world positions."""
-        h, inside = grid_mlp(positions, self.aabb, self.encoding, self.density_mlp, self.spatial_distortion)
+        """Density (*bs, 1) and geometry features (*bs, geo_feat_dim) at world positions; with a feature head the
+        geometry features carry the hash-grid encoding after them (the feature head's input)."""
+        h, inside, enc = grid_mlp(
+            positions, self.aabb, self.encoding, self.density_mlp, self.spatial_distortion, return_encoding=True
+        )
         raw_density, geo = torch.split(h, [1, self.geo_feat_dim], dim=-1)
+        if self.feature_head is not None:
+            geo = torch.cat([geo, enc], dim=-1)
         return activate_density(raw_density, inside, self.average_init_density), geo
+
+    def features_at(self, positions: Float[Tensor, "*bs 3"]) -> tuple[Tensor, Tensor]:
+        """Density (*bs, 1) and the (un-normalised) distilled feature (*bs, D) at world positions."""
+        if self.feature_head is None:
+            raise ValueError("this field has no feature head")
+        density, geo = self.density_at(positions)
+        return density, self.feature_head(geo)
 
     def density_fn(self, positions: Float[Tensor, "*bs 3"], times: Tensor | None = None) -> Tensor:
         return self.density_at(positions)[0]
@@ -184,7 +211,8 @@ class SemanticRadianceField(Field):
 
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
         assert density_embedding is not None
-        geo = density_embedding
+        geo_and_enc = density_embedding
+        geo = geo_and_enc[..., : self.geo_feat_dim]
         inputs = [geo]
         if self.direction_encoding is not None:
             dirs = (ray_samples.frustums.directions + 1.0) / 2.0
@@ -196,7 +224,7 @@ class SemanticRadianceField(Field):
         if self.semantic_head is not None:
             out[SEMANTICS] = self.semantic_head(geo)
         if self.feature_head is not None:
-            out[FEATURES] = self.feature_head(hidden)
+            out[FEATURES] = self.feature_head(geo_and_enc)
         return out
 
     def forward(self, ray_samples: RaySamples, compute_normals: bool = False) -> dict[str, Tensor]:  # type: ignore

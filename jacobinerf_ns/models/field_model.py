@@ -9,11 +9,12 @@ outputs the confusion matrix from which the pipeline computes dataset-level mIoU
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.model_components.losses import distortion_loss, interlevel_loss
@@ -31,6 +32,7 @@ from torch.nn import Parameter
 from torchmetrics.functional import structural_similarity_index_measure
 
 from jacobinerf_ns.data.class_table import IGNORE_LABEL
+from jacobinerf_ns.errors import ConfigError
 from jacobinerf_ns.fields.backend import Implementation, resolve_implementation
 from jacobinerf_ns.fields.semantic_field import (
     DENSITY,
@@ -41,6 +43,16 @@ from jacobinerf_ns.fields.semantic_field import (
     SemanticRadianceField,
 )
 from jacobinerf_ns.metrics import confusion_matrix, lpips_if_available, psnr, segmentation_scores
+from jacobinerf_ns.render_options import (
+    DEFAULT,
+    Edit,
+    RenderOptions,
+    in_viewer_render_thread,
+    load_edit,
+    rendering,
+    thread_options,
+)
+from jacobinerf_ns.selection import overlay
 
 
 @dataclass
@@ -101,6 +113,9 @@ class FieldModelConfig(ModelConfig):
     """Distortion loss weight."""
     average_init_density: float = 1.0
     """Initial mean density."""
+    edit_file: Path | None = None
+    """A saved edit (``jn-query --save-edit``, the viewer's "render edit") applied to every render outside training:
+    adds ``rgb_edited`` (and ``accumulation_edited``, ``depth_edited``) for ``ns-render --rendered-output-names``."""
     implementation: Implementation = "auto"
     """tiny-cuda-nn for the hash grids and density MLPs when available ("auto"), or "torch"."""
     eval_num_rays_per_chunk: int = 4096
@@ -121,8 +136,48 @@ class FieldModel(Model):
         """Dimension of the distilled feature head (0: none)."""
         return 0
 
-    def extra_outputs(self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor]) -> None:
-        """Add model-specific per-ray outputs (called inside :meth:`get_outputs`)."""
+    def extra_outputs(
+        self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor], options: RenderOptions
+    ) -> None:
+        """Add model-specific per-ray outputs (called inside :meth:`get_outputs`); a selection's ``selection_score``
+        (r, 1) in [0, 1] is computed here by the models that offer one."""
+
+    def edit_outputs(
+        self,
+        ray_bundle: RayBundle,
+        ray_samples: RaySamples,
+        field_outputs: dict[str, Tensor],
+        outputs: dict[str, Tensor],
+        edit: Edit,
+    ) -> None:
+        """Add ``rgb_edited`` (and ``accumulation_edited`` / ``depth_edited``) for ``edit``: the models that support
+        edits override this."""
+        raise ConfigError(f"{type(self).__name__} has no {edit.target} edits (jacobinerf / jacobinerf-features runs)")
+
+    # ------------------------------------------------------------------------------------- render options
+    def render_options(self) -> RenderOptions:
+        """The options of the current render (see :mod:`jacobinerf_ns.render_options`): this thread's, else the
+        viewer panel's inside the viewer's render thread, else the run's saved edit; training always uses none."""
+        if self.training:
+            return DEFAULT
+        local = thread_options(self)
+        if local is not None:
+            return local
+        if self.viewer_options is not None and in_viewer_render_thread():
+            return self.viewer_options
+        return self.saved_edit_options
+
+    def rendering(self, options: RenderOptions):
+        """``with model.rendering(RenderOptions(...)):`` renders of this thread use those options."""
+        return rendering(self, options)
+
+    @property
+    def saved_edit_options(self) -> RenderOptions:
+        if self.config.edit_file is None:
+            return DEFAULT
+        if self.__dict__.get("_saved_edit") is None:
+            self.__dict__["_saved_edit"] = RenderOptions(edit=load_edit(self.config.edit_file))
+        return self.__dict__["_saved_edit"]
 
     def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor], loss_dict: dict[str, Tensor]) -> None:
         """Add model-specific losses (called inside :meth:`get_loss_dict`)."""
@@ -222,6 +277,11 @@ class FieldModel(Model):
         self.renderer_depth = DepthRenderer(method="expected")
         self.renderer_semantics = SemanticRenderer()
         self.__dict__["_lpips_metric"] = lpips_if_available()
+        self.viewer_options: RenderOptions | None = None
+        """Set by the viewer panel; read only by nerfstudio's viewer render thread."""
+        from jacobinerf_ns.viewer import attach
+
+        attach(self)
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {
@@ -267,7 +327,14 @@ class FieldModel(Model):
                 labels = logits.argmax(dim=-1)
                 outputs["semantic_labels"] = labels.float()[..., None]
                 outputs["semantics_colormap"] = self.class_colors.to(labels.device)[labels]
-        self.extra_outputs(field_outputs, weights, outputs)
+        options = self.render_options()
+        self.extra_outputs(field_outputs, weights, outputs, options)
+        if options.selection is not None and "selection_score" in outputs:
+            selected = outputs["selection_score"] >= options.selection.threshold
+            outputs["selection"] = selected
+            outputs["selection_overlay"] = overlay(outputs["rgb"], selected, options.selection.color)
+        if options.edit is not None:
+            self.edit_outputs(ray_bundle, ray_samples, field_outputs, outputs, options.edit)
         if self.training:
             outputs["weights_list"] = weights_list  # type: ignore[assignment]
             outputs["ray_samples_list"] = ray_samples_list  # type: ignore[assignment]

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.fields.semantic_field import COLOR_HIDDEN, RGB_PREACT
+from jacobinerf_ns.fields.semantic_field import COLOR_HIDDEN, DENSITY, RGB_PREACT
 from jacobinerf_ns.jacobian import mean_rgb_jacobian, per_channel_jacobian
 from jacobinerf_ns.models.field_model import FieldModel, FieldModelConfig
 from jacobinerf_ns.propagation import sample_response_3d
+from jacobinerf_ns.render_options import Edit, RenderOptions, check_vector
+from jacobinerf_ns.selection import perturbed_colors, recolor_delta, resonance_score
 from jacobinerf_ns.shaping import info_nce_loss, norm_loss, shaping_stats
 
 
@@ -50,10 +52,6 @@ class JacobiNeRFModel(FieldModel):
     def populate_modules(self):
         super().populate_modules()
         self.step = 0
-        self.output_jacobians = False
-        """Also output per-pixel per-channel Jacobians ``jacobian`` (3K values) outside training (propagation)."""
-        self.propagation_directions: Tensor | None = None
-        """(n, 3, K) label directions G; when set, outputs ``response_3d`` (n values per ray) for 3D propagation."""
 
     def get_training_callbacks(self, training_callback_attributes):
         from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
@@ -75,18 +73,44 @@ class JacobiNeRFModel(FieldModel):
             and (self.step >= cfg.shaping_start_step)
         )
 
-    def extra_outputs(self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor]) -> None:
-        if self.propagation_directions is not None:
-            outputs["response_3d"] = sample_response_3d(
-                field_outputs[COLOR_HIDDEN], weights, self.propagation_directions.to(weights)
+    def extra_outputs(
+        self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor], options: RenderOptions
+    ) -> None:
+        """Outputs of the render options (see :class:`~jacobinerf_ns.render_options.RenderOptions`): ``jacobian``,
+        ``response_3d`` / ``labels``, ``rgb_perturbed``, and a Jacobian selection's ``selection_score``."""
+        hidden, preact = field_outputs[COLOR_HIDDEN], field_outputs[RGB_PREACT]
+        k = self.field.color_dim
+        if options.directions is not None:
+            directions = check_vector(options.directions, (options.directions.shape[0], 3, k), "label directions")
+            response = sample_response_3d(hidden, weights, directions.to(weights))
+            outputs["response_3d"] = response
+            if options.label_colors is not None:
+                outputs["labels"] = options.label_colors.to(response)[response.argmax(dim=-1)]
+        if options.weight_delta is not None:
+            delta = check_vector(options.weight_delta, (3, k), "weight delta")
+            outputs["rgb_perturbed"] = self.renderer_rgb(rgb=perturbed_colors(preact, hidden, delta), weights=weights)
+        selection = options.selection
+        if selection is not None and selection.kind != "jacobian":
+            selection = None
+        if self.shaping_active or options.jacobians or selection is not None:
+            jac = per_channel_jacobian(
+                weights, preact, hidden, background_last_sample=self.config.background_color == "last_sample"
             )
-        if self.shaping_active or self.output_jacobians:
-            outputs["jacobian"] = per_channel_jacobian(
-                weights,
-                field_outputs[RGB_PREACT],
-                field_outputs[COLOR_HIDDEN],
-                background_last_sample=self.config.background_color == "last_sample",
-            )
+            outputs["jacobian"] = jac
+            if selection is not None:
+                direction = check_vector(selection.vector, (3, k), "the clicked direction")
+                score = resonance_score(jac, direction, selection.mode, selection.reference)
+                outputs["selection_score"] = score[..., None]
+
+    def edit_outputs(self, ray_bundle, ray_samples, field_outputs, outputs, edit: Edit) -> None:
+        """The paper's recolour edit ``W += diag(color) · G · strength`` on θᴰ, in this render only."""
+        if edit.target != "jacobian" or edit.kind != "recolor":
+            return super().edit_outputs(ray_bundle, ray_samples, field_outputs, outputs, edit)
+        direction = check_vector(edit.vector, (3, self.field.color_dim), "the edit's direction")
+        delta = recolor_delta(direction.to(outputs["rgb"]), edit.color, edit.strength)
+        weights = ray_samples.get_weights(field_outputs[DENSITY])
+        rgb = perturbed_colors(field_outputs[RGB_PREACT], field_outputs[COLOR_HIDDEN], delta)
+        outputs["rgb_edited"] = self.renderer_rgb(rgb=rgb, weights=weights)
 
     def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor], loss_dict: dict[str, Tensor]) -> None:
         if "jacobian" not in outputs or "positives" not in batch:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import tyro
 
-from jacobinerf_ns.errors import ConfigError, DataError
+from jacobinerf_ns.errors import DataError
 from jacobinerf_ns.propagation import DEFAULT_PERTURB_T
 
 
@@ -36,9 +36,9 @@ class Propagate:
     """``sparse``: one click per label; ``dense``: the whole labelled view (with the aggregator)."""
     target: Literal["semantic", "instance"] = "semantic"
     """Propagate semantic classes or instances."""
-    method: Literal["3d", "2d", "2d-perturb"] = "3d"
+    method: Literal["3d", "2d", "2d-perturb", "2d-cos"] = "3d"
     """``3d`` (official, one render), ``2d`` (first order, one render), ``2d-perturb`` (official, one render per
-    label)."""
+    label), ``2d-cos`` (ours: |cos| of Jacobians, what shaping trains; one render)."""
     seed: int = 0
     """Seed of the clicks."""
     labelled_view: int = 0
@@ -64,7 +64,8 @@ class Propagate:
 
     def main(self) -> dict:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from jacobinerf_ns.annotations import load_annotation, make_annotation
+        from jacobinerf_ns.annotations import load_annotation
+        from jacobinerf_ns.eval.protocol import ground_truth, label_names, protocol
         from jacobinerf_ns.propagator import JacobiLabeller, ViewSet, evaluate_labeller, require_jacobian_head
 
         if not self.load_config.is_file():
@@ -72,33 +73,18 @@ class Propagate:
         config, pipeline = _load_run(self.load_config)
         require_jacobian_head(pipeline.model, where=f"run {self.load_config}")
         dm = pipeline.datamanager
-        scene, targets_scene = dm.train_scene, dm.eval_scene
-        source = "semantics" if self.target == "semantic" else "instance"
-        train_gt, test_gt = getattr(scene, source), getattr(targets_scene, source)
-        if train_gt is None or test_gt is None:
-            raise DataError(f"the scene of {self.load_config} has no {self.target} labels")
-        names = _label_names(pipeline, scene, self.target)
-        n, h, w = scene.shape
         if self.annotations is not None:
+            train_gt = ground_truth(pipeline, self.target, "train")
+            names = label_names(pipeline, dm.train_scene, self.target)
+            n, h, w = train_gt.shape
             known = {int(v) for v in train_gt.unique()} if self.target == "instance" else set(range(len(names)))
             ann = load_annotation(self.annotations, (h, w), known_labels=known)
             ann.label_names = [names.get(i, ann.label_names[k]) for k, i in enumerate(ann.label_ids)]
+            targets = ViewSet(dm.eval_dataset.cameras, ground_truth(pipeline, self.target, "test"))
         else:
-            if not 0 <= self.labelled_view < n:
-                raise ConfigError(f"labelled view {self.labelled_view} is not a training view (0..{n - 1})")
-            frames = dm.train_dataparser_outputs.metadata.get("frame_indices")
-            ann = make_annotation(
-                train_gt[self.labelled_view].cpu(),
-                self.target,
-                self.setting,
-                self.labelled_view,
-                self.seed,
-                names,
-                frame=None if frames is None else int(frames[self.labelled_view]),
-            )
+            ann, targets = protocol(pipeline, self.target, self.setting, self.seed, self.labelled_view)
         if self.save_annotations is not None:
             ann.save(self.save_annotations)
-        targets = ViewSet(dm.eval_dataset.cameras, test_gt.cpu())
         labeller = JacobiLabeller(
             pipeline.model,
             ann,
@@ -109,7 +95,9 @@ class Propagate:
             normalize_3d=self.normalize_3d,
             normalize_directions=self.normalize_directions,
         )
-        result = evaluate_labeller(labeller, targets, ann, self.max_views, self.render_output_path)
+        result = evaluate_labeller(
+            labeller, targets, ann, self.max_views, self.render_output_path, colors=_label_colors(pipeline, ann)
+        )
         meta = dm.train_dataset.metadata
         result = {
             "method": f"jnerf-{self.method}",
@@ -129,9 +117,10 @@ class Propagate:
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         self.output_path.write_text(json.dumps(result, indent=2))
         print(
-            f"{result['method']} {result['setting']} {result['target']}: mIoU {result['miou']:.4f}, "
-            f"accuracy {result['accuracy']:.4f}, class accuracy {result['class_accuracy']:.4f}, "
-            f"{result['s_per_view']:.2f} s/view over {result['views']} views -> {self.output_path}"
+            f"{result['method']} {result['setting']} {result['target']}: mIoU {100 * result['miou']:.1f} %, "
+            f"accuracy {100 * result['accuracy']:.1f} %, class accuracy {100 * result['class_accuracy']:.1f} %, "
+            f"{result['s_per_view']:.2f} s/view over {result['views']} views (teacher: {result['teacher']}) "
+            f"-> {self.output_path}"
         )
         return result
 
@@ -144,18 +133,17 @@ def _load_run(path: Path):
     return config, pipeline
 
 
-def _label_names(pipeline, scene, target: str) -> dict[int, str]:
-    classes = list(getattr(pipeline.datamanager.train_dataset.metadata.get("semantics"), "classes", []))
-    if target == "semantic":
-        return dict(enumerate(classes))
-    names = {}
-    if scene.instance is not None and scene.semantics is not None:
-        inst, sem = scene.instance.flatten().cpu(), scene.semantics.flatten().cpu()
-        for i in inst.unique().tolist():
-            if i > 0:
-                cls = int(sem[inst == i].mode().values)
-                names[i] = f"{classes[cls] if 0 <= cls < len(classes) else 'void'}#{i}"
-    return names
+def _label_colors(pipeline, ann):
+    """Display colours of the annotation's labels: the dataset's class colours for classes, else a fixed palette."""
+    import numpy as np
+
+    from jacobinerf_ns.data.class_table import palette
+
+    semantics = pipeline.datamanager.train_dataset.metadata.get("semantics")
+    if ann.target == "semantic" and semantics is not None and len(semantics.colors) > max(ann.label_ids):
+        colors = (semantics.colors[ann.label_ids].cpu().numpy() * 255).round()
+        return colors.clip(0, 255).astype(np.uint8)
+    return palette(ann.num_labels)
 
 
 def _teacher_label(meta: dict) -> str:

@@ -10,6 +10,10 @@ from pathlib import Path
 import tyro
 
 
+PERCENT = ("miou", "accuracy", "class_accuracy")
+"""Scores shown in percent (the README's unit); ns-eval's JSON keeps nerfstudio's fractions."""
+
+
 @dataclass
 class DemoSummary:
     """Summarise a demo run."""
@@ -29,14 +33,20 @@ class DemoSummary:
         print("\n=== jacobinerf_ns demo ===")
         for key in ("psnr", "ssim", "lpips", "miou", "accuracy", "class_accuracy"):
             if key in results:
-                print(f"  test {key:<15} {results[key]:.4f}")
+                value = results[key]
+                shown = (
+                    f"{100 * value:.1f} %"
+                    if key in PERCENT
+                    else (f"{value:.2f} dB" if key == "psnr" else f"{value:.4f}")
+                )
+                print(f"  test {key:<15} {shown}")
         if "lpips" not in results:
             print("  test lpips           (skipped: AlexNet weights not on disk)")
         if self.propagation_json is not None and self.propagation_json.is_file():
             prop = json.loads(self.propagation_json.read_text())
             print(
                 f"  propagation          {prop['method']} {prop['setting']} {prop['target']} from "
-                f"{prop['clicks']} clicks: mIoU {prop['miou']:.4f}, accuracy {prop['accuracy']:.4f} "
+                f"{prop['clicks']} clicks: mIoU {100 * prop['miou']:.1f} %, accuracy {100 * prop['accuracy']:.1f} % "
                 f"({prop['views']} test views; teacher: {prop['teacher']})"
             )
         print(f"  wall time            {elapsed / 60:.1f} min (scene + train + eval + render + propagation)")
