@@ -84,8 +84,12 @@ class Annotation:
         }
 
     def save(self, path: Path) -> None:
+        """Write the JSON form atomically (a temporary file beside it, then a rename)."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1))
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(path)
 
 
 def make_annotation(

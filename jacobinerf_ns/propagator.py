@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from nerfstudio.cameras.cameras import Cameras
 from PIL import Image
+from rich.progress import track
 from torch import Tensor
 
 from jacobinerf_ns.aggregator import train_aggregator
@@ -189,6 +190,7 @@ def evaluate_labeller(
     save_dir: Path | None = None,
     keep_predictions: bool = False,
     colors: np.ndarray | None = None,
+    progress: bool = True,
 ) -> dict:
     """Pool one confusion matrix over the target views; scores, per-label IoU, seconds per view (and the predicted
     label-index maps under ``predictions`` when asked).
@@ -201,7 +203,8 @@ def evaluate_labeller(
     seconds, predictions = [], []
     colors = palette(n) if colors is None else np.asarray(colors, dtype=np.uint8)
     views = range(len(targets) if max_views is None else min(max_views, len(targets)))
-    for i in views:
+    what = f"propagating {annotation.num_labels} {annotation.target} labels ({type(labeller).__name__})"
+    for i in track(views, description=what, transient=True, disable=not progress):
         start = time.perf_counter()
         pred = labeller.predict(i).cpu()
         seconds.append(time.perf_counter() - start)

@@ -16,6 +16,7 @@ turns masked pixels into a coloured 3D point cloud (depth back-projection).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -208,3 +209,18 @@ def scene_to_world(points: np.ndarray, transform: Tensor, scale: float) -> np.nd
     """Undo a dataparser's normalisation: scene coordinates → the capture's own world frame."""
     t = transform.double().numpy()
     return (points / scale - t[:, 3]) @ t[:, :3]
+
+
+def write_edit_config(config, edit_path: Path, out: Path) -> None:
+    """The run's config with ``pipeline.model.edit_file`` set, written atomically to ``out`` (``ns-render
+    --load-config out`` replays the edit; jn-query and the viewer's "render edit" write it)."""
+    import copy
+    import os
+
+    import yaml
+
+    edited = copy.deepcopy(config)
+    edited.pipeline.model.edit_file = Path(edit_path).resolve()
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(yaml.dump(edited), "utf8")
+    os.replace(tmp, out)

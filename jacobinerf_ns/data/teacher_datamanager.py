@@ -127,6 +127,7 @@ class TeacherDataManager(SemanticDataManager):
         ).to(self.storage_device)
         meta = self.train_dataset.metadata
         meta["teacher_feature_dim"] = self.teacher_features.feature_dim
+        meta["shaping_rays_per_batch"] = self.config.shaping_rays_per_batch
         meta["teacher_name"] = self.teacher_features.teacher_name
         meta["teacher_is_synthetic"] = self.teacher_features.is_synthetic
         flat = self.teacher_features.features.reshape(-1, self.teacher_features.feature_dim)

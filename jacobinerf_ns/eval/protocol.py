@@ -46,9 +46,7 @@ def ground_truth(pipeline, target: Target, split: str = "train") -> Int[Tensor, 
     return labels.cpu().long()
 
 
-def protocol(
-    pipeline, target: Target, setting: str, seed: int, labelled_view: int = 0
-) -> tuple[Annotation, ViewSet]:
+def protocol(pipeline, target: Target, setting: str, seed: int, labelled_view: int = 0) -> tuple[Annotation, ViewSet]:
     """(annotation, targets) of the official protocol on a loaded run (module docstring)."""
     dm = pipeline.datamanager
     train_gt, test_gt = ground_truth(pipeline, target, "train"), ground_truth(pipeline, target, "test")

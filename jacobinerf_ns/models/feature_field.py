@@ -33,6 +33,7 @@ from jacobinerf_ns.fields.semantic_field import DENSITY, FEATURES, RGB
 from jacobinerf_ns.models.jacobinerf import JacobiNeRFModel, JacobiNeRFModelConfig
 from jacobinerf_ns.render_options import Edit, RenderOptions, check_vector
 from jacobinerf_ns.selection import feature_score
+from jacobinerf_ns.viewer.labels import add_feature_labels
 
 Smoothing = Literal["none", "tv", "bilateral", "masks"]
 
@@ -126,6 +127,7 @@ class FeatureFieldModel(JacobiNeRFModel):
         if selection is not None and selection.kind == "feature":
             query = check_vector(selection.vector, (self.config.feature_dim,), "the selection's query feature")
             outputs["selection_score"] = feature_score(rendered, query)[..., None]
+        add_feature_labels(outputs, options)  # the viewer's live labels (nearest annotated feature)
 
     def edit_outputs(self, ray_bundle, ray_samples, field_outputs, outputs, edit: Edit) -> None:
         if edit.target != "feature":

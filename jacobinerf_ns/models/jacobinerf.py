@@ -92,10 +92,14 @@ class JacobiNeRFModel(FieldModel):
         selection = options.selection
         if selection is not None and selection.kind != "jacobian":
             selection = None
-        if self.shaping_active or options.jacobians or selection is not None:
-            jac = per_channel_jacobian(
-                weights, preact, hidden, background_last_sample=self.config.background_color == "last_sample"
-            )
+        last_sample = self.config.background_color == "last_sample"
+        if self.shaping_active and not options.jacobians and selection is None:
+            # training: only the batch's leading shaping rays enter the loss, so only their Jacobians are computed
+            m = int(self.kwargs.get("metadata", {}).get("shaping_rays_per_batch", weights.shape[0]))
+            m = min(m, weights.shape[0]) if m > 0 else weights.shape[0]
+            outputs["jacobian"] = per_channel_jacobian(weights[:m], preact[:m], hidden[:m], last_sample)
+        elif options.jacobians or selection is not None:
+            jac = per_channel_jacobian(weights, preact, hidden, background_last_sample=last_sample)
             outputs["jacobian"] = jac
             if selection is not None:
                 direction = check_vector(selection.vector, (3, k), "the clicked direction")

@@ -127,7 +127,7 @@ class QueryCommand:
         }
         if edit is not None:
             edit.save(out / "edit.json")
-            _write_edit_config(config, out / "edit.json", out / "config_edit.yml")
+            q.write_edit_config(config, out / "edit.json", out / "config_edit.yml")
             record["config_edit"] = str(out / "config_edit.yml")
         if self.camera_path is not None:
             record["video"] = str(_render_video(pipeline, self.camera_path, out / "video.mp4", query, edit, self))
@@ -171,17 +171,6 @@ def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
         fh.write(header.encode("ascii"))
         fh.write(rows.tobytes())
     tmp.replace(path)
-
-
-def _write_edit_config(config, edit_path: Path, out: Path) -> None:
-    """The run's config with ``pipeline.model.edit_file`` set (ns-render --load-config replays the edit)."""
-    import copy
-
-    import yaml
-
-    edited = copy.deepcopy(config)
-    edited.pipeline.model.edit_file = edit_path.resolve()
-    out.write_text(yaml.dump(edited), "utf8")
 
 
 def _render_video(pipeline, camera_path: Path, out: Path, query, edit, cli: QueryCommand) -> Path:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import tyro
 
-
 PERCENT = ("miou", "accuracy", "class_accuracy")
 """Scores shown in percent (the README's unit); ns-eval's JSON keeps nerfstudio's fractions."""
 
