@@ -67,33 +67,35 @@ class _AbsCosInfoNCE(torch.autograd.Function):
     With ``E_ij = exp((|c_ij| − 1)/τ)`` (``E_ii = 0``), ``den_i = Σ_j E_ij``, ``num_i = Σ_j P_ij E_ij``:
     ``L = mean_{i∈H} (log den_i − log num_i)`` and ``∂L/∂E_ij = (1/|H|)·[i∈H]·(1/den_i − P_ij/num_i)``,
     ``∂L/∂c_ij = ∂L/∂E_ij · E_ij/τ · sign(c_ij)``, ``∂L/∂u = G u + Gᵀ u``. Shifting by 1/τ (|c| ≤ 1) keeps every
-    exponential in (0, 1] and cancels in the ratio.
+    exponential in (0, 1] and cancels in the ratio. The forward keeps ``S = E·sign(c)`` (one N×N tensor) so the
+    backward is ``G = S ⊙ (a 1ᵀ − P ⊙ b 1ᵀ)`` with the per-row factors ``a``, ``b`` carrying ``1/τ`` and ``1/|H|``:
+    two N×N passes and two matrix products.
     """
 
     @staticmethod
     def forward(ctx, unit: Tensor, pos: Tensor, has_pos: Tensor, inv_t: float) -> Tensor:  # type: ignore[override]
         cos = unit @ unit.T
-        scores = cos.abs().sub_(1.0).mul_(inv_t).exp_()
+        signed = torch.sign(cos)
+        scores = cos.abs_().sub_(1.0).mul_(inv_t).exp_()  # reuses cos's storage
         scores.fill_diagonal_(0.0)
         den = scores.sum(dim=1)
-        num = (scores * pos).sum(dim=1)
+        num = torch.einsum("ij,ij->i", scores, pos)
         rows = has_pos.to(unit.dtype)
         n_rows = rows.sum()
         loss = ((den.log() - num.clamp_min(torch.finfo(unit.dtype).tiny).log()) * rows).sum() / n_rows
-        ctx.save_for_backward(unit, cos, scores, pos, den, num, rows)
+        signed.mul_(scores)  # S = E · sign(c)
+        ctx.save_for_backward(unit, signed, pos, den, num, rows)
         ctx.inv_t = inv_t
         return loss
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        unit, cos, scores, pos, den, num, rows = ctx.saved_tensors
+        unit, signed, pos, den, num, rows = ctx.saved_tensors
         scale = grad_out * ctx.inv_t / rows.sum()
-        a = rows / den
-        b = rows / num.clamp_min(torch.finfo(unit.dtype).tiny)
-        g = pos * (-b)[:, None]
-        g += a[:, None]
-        g *= scores
-        g *= torch.sign(cos).mul_(scale)
+        a = rows / den * scale
+        b = rows / num.clamp_min(torch.finfo(unit.dtype).tiny) * scale
+        g = torch.addcmul(a[:, None].expand_as(pos), pos, b[:, None], value=-1.0)
+        g.mul_(signed)
         grad_unit = g @ unit + g.T @ unit  # two BLAS calls beat materialising g + gᵀ
         return grad_unit, None, None, None
 

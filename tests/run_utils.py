@@ -8,6 +8,7 @@ can check what happened inside the real loop without calling any loss by hand.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,3 +128,47 @@ def load_pipeline(config_path: Path, test_mode: str = "test"):
 
     _, pipeline, _, _ = eval_setup(config_path, test_mode=test_mode)
     return pipeline
+
+
+@contextlib.contextmanager
+def serve_viewer(config_path: Path, log_path: Path, timeout_s: float = 240.0, extra: tuple[str, ...] = ()):
+    """Run the real ``ns-viewer --load-config`` on a free localhost port until its web client answers HTTP 200;
+    yield the URL; stop it afterwards. A viewer that exits or never serves fails the test with its log's tail."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import pytest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        str(Path(sys.executable).parent / "ns-viewer"), "--load-config", str(config_path),
+        "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port), *extra,
+    ]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ns-viewer exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"ns-viewer did not serve {url} in {timeout_s:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -4,8 +4,6 @@ ScanNet export trains; methods that need labels say so in one line."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,36 +47,11 @@ def test_a_nerfstudio_capture_trains_with_the_appearance_teacher(name, capture_r
     assert metrics["psnr"] > 10.0 and "miou" not in metrics
 
 
-def test_the_capture_run_opens_in_ns_viewer(capture_runs):
-    import socket
-    import time
-    import urllib.request
+def test_the_capture_run_opens_in_ns_viewer(capture_runs, tmp_path):
+    from run_utils import serve_viewer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).parent / "ns-viewer"
-    cmd = [str(exe), "--load-config", str(capture_runs["jacobinerf-tiny"]), "--viewer.websocket-host", "127.0.0.1"]
-    proc = subprocess.Popen(
-        [*cmd, "--viewer.websocket-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        deadline, status = time.time() + 240, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                    status = response.status
-                    break
-            except OSError:
-                time.sleep(1)
-        assert proc.poll() is None, proc.stdout.read()[-3000:] if proc.stdout else ""
-        assert status == 200
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve_viewer(capture_runs["jacobinerf-tiny"], tmp_path / "ns-viewer.log") as url:
+        assert url.startswith("http://127.0.0.1:")
 
 
 def test_semantic_nerf_on_a_capture_without_labels_is_one_clear_line(synth_scene, tmp_path):

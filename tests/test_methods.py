@@ -140,41 +140,9 @@ def test_interrupted_checkpoint_save_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["nerfstudio_models", "step-000000001.ckpt"]
 
 
-def test_ns_viewer_loads_a_run_and_serves(semantic_run):
+def test_ns_viewer_loads_a_run_and_serves(semantic_run, tmp_path):
     """``ns-viewer --load-config`` loads the checkpoint (weights_only fix) and serves its web client on localhost."""
-    import socket
-    import time
-    import urllib.request
+    from run_utils import serve_viewer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).parent / "ns-viewer"
-    cmd = [
-        str(exe),
-        "--load-config",
-        str(semantic_run.config_path),
-        "--viewer.websocket-host",
-        "127.0.0.1",
-        "--viewer.websocket-port",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 240
-        status = None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                    status = response.status
-                    break
-            except OSError:
-                time.sleep(1)
-        assert proc.poll() is None, proc.stdout.read()[-3000:] if proc.stdout else ""
-        assert status == 200
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve_viewer(semantic_run.config_path, tmp_path / "ns-viewer.log") as url:
+        assert url.startswith("http://127.0.0.1:")

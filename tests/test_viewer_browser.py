@@ -21,11 +21,7 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -47,47 +43,15 @@ def _require_browser() -> None:
     pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def viewer_url(jnerf_run, tmp_path_factory):
     """``ns-viewer --load-config`` on the trained run, in its own process, once for this module."""
     _require_browser()
-    port = _free_port()
+    from run_utils import serve_viewer
+
     log_path = tmp_path_factory.mktemp("viewer") / "ns-viewer.log"
-    command = [
-        str(Path(sys.executable).parent / "ns-viewer"),
-        "--load-config", str(jnerf_run.config_path),
-        "--viewer.websocket-host", "127.0.0.1",
-        "--viewer.websocket-port", str(port),
-        "--viewer.image-format", "png",
-    ]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ns-viewer exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(url, timeout=2).status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"ns-viewer did not serve {url} in 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve_viewer(jnerf_run.config_path, log_path, 180, ("--viewer.image-format", "png")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,8 @@ from nerfstudio.data.scene_box import SceneBox
 from jacobinerf_ns.data.class_table import ClassTable, check_ids_in_table, load_class_info
 from jacobinerf_ns.data.image_io import image_size, read_label
 from jacobinerf_ns.data.scene_geometry import (
-    backproject_depth,
+    depth_points,
+    interleaved_split,
     nerfstudio_cameras,
     scene_normalisation,
 )
@@ -207,21 +208,10 @@ class ReplicaSemanticDataParser(DataParser):
         scene = self._scene
         points = None
         if self.config.scene_bounds == "depth" and "depth" in scene["files"]:
-            fx, fy, cx, cy = self._intrinsics()
-            n = len(scene["poses"])
-            frames = np.unique(np.linspace(0, n - 1, min(n, self.config.max_bounds_frames)).round().astype(int))
-            chunks = [
-                backproject_depth(
-                    read_label(scene["files"]["depth"][i]).astype(np.float64) / self.config.depth_scale,
-                    fx,
-                    fy,
-                    cx,
-                    cy,
-                    scene["poses"][i],
-                )
-                for i in frames
-            ]
-            points = np.concatenate(chunks)
+            cfg = self.config
+            points = depth_points(
+                scene["poses"], scene["files"]["depth"], cfg.depth_scale, self._intrinsics(), cfg.max_bounds_frames
+            )
         return scene_normalisation(
             scene["poses"],
             points,
@@ -232,17 +222,10 @@ class ReplicaSemanticDataParser(DataParser):
 
     # ----------------------------------------------------------------------------------------------- outputs
     def split_indices(self, split: str) -> list[int]:
-        n = len(self._scene["poses"])
-        if self.config.train_every < 1 or not 0 <= self.config.test_offset < self.config.train_every:
-            raise DataError(
-                f"bad split: need train_every >= 1 and 0 <= test_offset < train_every "
-                f"(got {self.config.train_every}, {self.config.test_offset})"
-            )
-        start = 0 if split == "train" else self.config.test_offset
-        indices = list(range(start, n, self.config.train_every))
-        if not indices:
-            raise DataError(f"empty {split} split: {n} frames in {self._scene['root']}, offset {start}")
-        return indices
+        cfg = self.config
+        return interleaved_split(
+            len(self._scene["poses"]), cfg.train_every, cfg.test_offset, split, self._scene["root"]
+        )
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         scene = self._scene

@@ -38,7 +38,8 @@ from nerfstudio.data.scene_box import SceneBox
 from jacobinerf_ns.data.class_table import ClassInfo, ClassTable
 from jacobinerf_ns.data.image_io import image_size, read_label
 from jacobinerf_ns.data.scene_geometry import (
-    backproject_depth,
+    depth_points,
+    interleaved_split,
     nerfstudio_cameras,
     scale_intrinsics,
     scene_normalisation,
@@ -266,13 +267,11 @@ class ScanNetSemanticDataParser(DataParser):
         points = None
         if self.config.scene_bounds == "depth" and "depth" in scene["files"]:
             w, h = scene["sizes"]["depth"]
-            fx, fy, cx, cy = self._intrinsics("depth", (h, w))
-            n = len(scene["frames"])
-            chunks = []
-            for i in np.unique(np.linspace(0, n - 1, min(n, self.config.max_bounds_frames)).round().astype(int)):
-                depth = read_label(scene["files"]["depth"][i]).astype(np.float64) / self.config.depth_scale
-                chunks.append(backproject_depth(depth, fx, fy, cx, cy, scene["poses"][i]))
-            points = np.concatenate(chunks)
+            cfg = self.config
+            intrinsics = self._intrinsics("depth", (h, w))
+            points = depth_points(
+                scene["poses"], scene["files"]["depth"], cfg.depth_scale, intrinsics, cfg.max_bounds_frames
+            )
         return scene_normalisation(
             scene["poses"],
             points,
@@ -282,14 +281,10 @@ class ScanNetSemanticDataParser(DataParser):
         )
 
     def split_indices(self, split: str) -> list[int]:
-        n = len(self._scene["frames"])
-        if self.config.train_every < 1 or not 0 <= self.config.test_offset < self.config.train_every:
-            raise DataError("bad split: need train_every >= 1 and 0 <= test_offset < train_every")
-        start = 0 if split == "train" else self.config.test_offset
-        indices = list(range(start, n, self.config.train_every))
-        if not indices:
-            raise DataError(f"empty {split} split: {n} usable frames in {self._scene['root']}")
-        return indices
+        cfg = self.config
+        return interleaved_split(
+            len(self._scene["frames"]), cfg.train_every, cfg.test_offset, split, self._scene["root"]
+        )
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         scene = self._scene

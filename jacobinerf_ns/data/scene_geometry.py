@@ -99,3 +99,39 @@ def scale_intrinsics(
     """Intrinsics (pixel centres at integers) of the same camera resampled from ``from_hw`` to ``to_hw``."""
     sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
     return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
+
+
+def depth_points(
+    poses_cv: Float[np.ndarray, "n 4 4"],
+    depth_files: list,
+    depth_scale: float,
+    intrinsics: tuple[float, float, float, float],
+    max_frames: int,
+) -> Float[np.ndarray, "m 3"]:
+    """World points back-projected from the depth images of up to ``max_frames`` frames spread evenly over the
+    sequence (what :func:`scene_normalisation` bounds the scene with)."""
+    from jacobinerf_ns.data.image_io import read_label
+
+    n = len(poses_cv)
+    frames = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+    chunks = [
+        backproject_depth(read_label(depth_files[i]).astype(np.float64) / depth_scale, *intrinsics, poses_cv[i])
+        for i in frames
+    ]
+    return np.concatenate(chunks)
+
+
+def interleaved_split(n: int, train_every: int, test_offset: int, split: str, where: object) -> list[int]:
+    """Semantic-NeRF's split: training frames every ``train_every``-th from 0, test frames every ``train_every``-th
+    from ``test_offset``; one-line errors for a bad rule or an empty split of the ``n`` frames of ``where``."""
+    from jacobinerf_ns.errors import DataError
+
+    if train_every < 1 or not 0 <= test_offset < train_every:
+        raise DataError(
+            f"bad split: need train_every >= 1 and 0 <= test_offset < train_every (got {train_every}, {test_offset})"
+        )
+    start = 0 if split == "train" else test_offset
+    indices = list(range(start, n, train_every))
+    if not indices:
+        raise DataError(f"empty {split} split: {n} frames in {where}, offset {start}")
+    return indices

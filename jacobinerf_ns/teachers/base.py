@@ -293,6 +293,39 @@ class Teacher:
         return [self.extract(img, idx, gt) for img, idx, gt in zip(images, indices, gts, strict=True)]
 
 
+class NetworkTeacher(Teacher):
+    """A teacher backed by a network (DINO, CLIP, LSeg): built on first use — so a cache hit needs no weights — on
+    ``config.device`` (default: CUDA when available, else CPU), fed ``config.batch_size`` images at a time, on the
+    patch grid of ``config.load_size``. Subclasses implement :meth:`_build_model` and :attr:`stride`."""
+
+    def __init__(self, config: TeacherConfig) -> None:
+        super().__init__(config)
+        self._model: Any = None
+        device = getattr(config, "device", None)
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def _build_model(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def model(self) -> Any:
+        """The network, built (and its weights read) on first use."""
+        if self._model is None:
+            self._model = self._build_model()
+        return self._model
+
+    @property
+    def batch_size(self) -> int:
+        return int(getattr(self.config, "batch_size", 1))
+
+    def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        return patch_grid_hw(image_hw, self.stride, getattr(self.config, "load_size", None))
+
+    def prepare(self, inputs: TeacherInputs) -> None:
+        """Build the network (and fail on missing weights) before the progress bar starts."""
+        _ = self.model
+
+
 def check_patch_features(
     features: Tensor, teacher_name: str, index: int, grid_hw: tuple[int, int], dim: int, what: str = "features"
 ) -> None:

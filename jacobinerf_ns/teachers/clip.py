@@ -55,13 +55,11 @@ from torch import Tensor, nn
 from jacobinerf_ns.errors import ConfigError
 from jacobinerf_ns.teachers.base import (
     GroundTruth,
-    Teacher,
+    NetworkTeacher,
     TeacherConfig,
     TeacherError,
-    TeacherInputs,
     TeacherWeightsError,
     l2_normalize,
-    patch_grid_hw,
 )
 from jacobinerf_ns.teachers.text import check_texts, import_open_clip
 
@@ -420,7 +418,7 @@ class ClipTeacherConfig(TeacherConfig):
             raise ConfigError(f"CLIP teacher: load_size {self.load_size} is smaller than one patch ({self.patch_size})")
 
 
-class ClipTeacher(Teacher):
+class ClipTeacher(NetworkTeacher):
     """MaskCLIP-style dense CLIP features and CLIP text embeddings (module docstring). The network is built on
     first use, so a cache hit needs no weights."""
 
@@ -428,13 +426,8 @@ class ClipTeacher(Teacher):
 
     def __init__(self, config: ClipTeacherConfig) -> None:
         super().__init__(config)
-        self._model: nn.Module | None = None
         self._tokenizer: Any = None
         self._pos_cache: dict[tuple[int, int], Tensor] = {}
-        if config.device is not None:
-            self.device = torch.device(config.device)
-        else:
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     @property
     def name(self) -> str:
@@ -447,23 +440,6 @@ class ClipTeacher(Teacher):
     @property
     def stride(self) -> int:
         return self.config.patch_size
-
-    @property
-    def batch_size(self) -> int:
-        return self.config.batch_size
-
-    def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
-        return patch_grid_hw(image_hw, self.stride, self.config.load_size)
-
-    def prepare(self, inputs: TeacherInputs) -> None:
-        """Build the network (and fail on missing weights) before the progress bar starts."""
-        _ = self.model
-
-    @property
-    def model(self) -> nn.Module:
-        if self._model is None:
-            self._model = self._build_model()
-        return self._model
 
     def _weights_path(self) -> Path | None:
         cfg = self.config

@@ -39,12 +39,10 @@ from torch import Tensor, nn
 from jacobinerf_ns.errors import ConfigError
 from jacobinerf_ns.teachers.base import (
     GroundTruth,
-    Teacher,
+    NetworkTeacher,
     TeacherConfig,
-    TeacherInputs,
     TeacherWeightsError,
     l2_normalize,
-    patch_grid_hw,
 )
 
 
@@ -289,7 +287,7 @@ def fetch_hub_checkpoint(model_name: str, allow_download: bool) -> Path:
     return path
 
 
-class DinoTeacher(Teacher):
+class DinoTeacher(NetworkTeacher):
     """Dense DINO features (module docstring). The network is built on first use, so a cache hit needs no weights."""
 
     config: DinoTeacherConfig
@@ -297,12 +295,7 @@ class DinoTeacher(Teacher):
     def __init__(self, config: DinoTeacherConfig) -> None:
         super().__init__(config)
         self.spec = DINO_MODELS[config.model_name]
-        self._model: nn.Module | None = None
         self._pos_cache: dict[tuple[int, int], Tensor] = {}
-        if config.device is not None:
-            self.device = torch.device(config.device)
-        else:
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     @property
     def name(self) -> str:
@@ -317,23 +310,6 @@ class DinoTeacher(Teacher):
     @property
     def stride(self) -> int:
         return self.spec.patch_size
-
-    @property
-    def batch_size(self) -> int:
-        return self.config.batch_size
-
-    def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
-        return patch_grid_hw(image_hw, self.stride, self.config.load_size)
-
-    def prepare(self, inputs: TeacherInputs) -> None:
-        """Build the network (and fail on missing weights) before the progress bar starts."""
-        _ = self.model
-
-    @property
-    def model(self) -> nn.Module:
-        if self._model is None:
-            self._model = self._build_model()
-        return self._model
 
     def _build_model(self) -> nn.Module:
         cfg = self.config

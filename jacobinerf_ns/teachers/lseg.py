@@ -51,13 +51,11 @@ from torch import Tensor, nn
 from jacobinerf_ns.errors import ConfigError
 from jacobinerf_ns.teachers.base import (
     GroundTruth,
-    Teacher,
+    NetworkTeacher,
     TeacherConfig,
     TeacherError,
-    TeacherInputs,
     TeacherWeightsError,
     l2_normalize,
-    patch_grid_hw,
 )
 from jacobinerf_ns.teachers.clip import (
     check_state_dict,
@@ -420,7 +418,7 @@ def network_input_hw(image_hw: tuple[int, int], load_size: int | None) -> tuple[
     return max(m, round(height * scale / m) * m), max(m, round(width * scale / m) * m)
 
 
-class LSegTeacher(Teacher):
+class LSegTeacher(NetworkTeacher):
     """LSeg per-pixel embeddings pooled onto the patch grid, and the checkpoint's CLIP text encoder (module
     docstring). The network is built on first use, so a cache hit needs no weights."""
 
@@ -429,11 +427,6 @@ class LSegTeacher(Teacher):
     def __init__(self, config: LSegTeacherConfig) -> None:
         super().__init__(config)
         self.spec = LSEG_BACKBONES[config.backbone]
-        self._model: LSegModel | None = None
-        if config.device is not None:
-            self.device = torch.device(config.device)
-        else:
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     @property
     def name(self) -> str:
@@ -443,23 +436,6 @@ class LSegTeacher(Teacher):
     @property
     def stride(self) -> int:
         return self.config.stride
-
-    @property
-    def batch_size(self) -> int:
-        return self.config.batch_size
-
-    def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
-        return patch_grid_hw(image_hw, self.stride, self.config.load_size)
-
-    def prepare(self, inputs: TeacherInputs) -> None:
-        """Build the network (and fail on missing weights) before the progress bar starts."""
-        _ = self.model
-
-    @property
-    def model(self) -> LSegModel:
-        if self._model is None:
-            self._model = self._build_model()
-        return self._model
 
     def _build_model(self) -> LSegModel:
         cfg = self.config
