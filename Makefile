@@ -43,7 +43,7 @@ demo: venv
 	$(BIN)/ns-eval --load-config $(RUN)/config.yml --output-path $(RUN)/eval.json; \
 	$(BIN)/ns-render dataset --load-config $(RUN)/config.yml --split test --output-path $(RUN)/renders \
 		--rendered-output-names rgb depth; \
-	$(BIN)/jn-propagate --load-config $(RUN)/config.yml --setting sparse --target semantic --method 3d \
+	$(BIN)/jn-propagate --load-config $(RUN)/config.yml --setting sparse --target semantic --method 2d-cos \
 		--output-path $(RUN)/propagation.json --render-output-path $(RUN)/propagation; \
 	$(BIN)/python -m jacobinerf_ns.scripts.summary --eval-json $(RUN)/eval.json --start-time $$start \
 		--propagation-json $(RUN)/propagation.json \

@@ -79,13 +79,11 @@ def click_ious(pipeline, split: str, clicks, thresholds) -> torch.Tensor:
 
 def step_ratios(scene: Path, configs: dict, steps: int, warmup: int) -> dict[str, float]:
     """Median step time of each variant over the same pre-sampled batches, relative to ``none``."""
-    built = {}
-    batches = None
-    for name, cfg in configs.items():
-        built[name] = build(cfg)
-        if batches is None:
-            dm = built[name][0].datamanager
-            batches = [dm.next_train(i) for i in range(steps + warmup)]
+    built = {name: build(cfg) for name, cfg in configs.items()}
+    # One set of batches for every variant: drawn from a variant that mixes patches in (the smoothing ones need them;
+    # for ``none`` they are just more rays), so each variant steps on exactly the same rays.
+    source = next((b for b in built.values() if b[0].datamanager.config.patches_per_batch > 0), built["none"])
+    batches = [source[0].datamanager.next_train(i) for i in range(steps + warmup)]
     times: dict[str, list[float]] = {n: [] for n in built}
     for i, (ray_bundle, batch) in enumerate(batches):  # type: ignore[arg-type]
         for name, (pipeline, opt, callbacks) in built.items():

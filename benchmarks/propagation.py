@@ -49,7 +49,7 @@ def scene_dir(root: Path, seed: int) -> Path:
 def trained(method: str, scene: Path, out: Path, name: str, reuse: bool, **options) -> Path:
     """``train_method`` unless ``reuse`` finds the run already under ``out`` (``out/<out.name>/<method>/<name>``)."""
     config = out / out.name / method / name / "config.yml"
-    if reuse and config.is_file():
+    if reuse and config.is_file() and any((config.parent / "nerfstudio_models").glob("*.ckpt")):
         return config
     return train_method(method, scene, out, name, **options)
 

@@ -2,7 +2,8 @@
 
 Runs (trained here through nerfstudio's trainer unless given): ``jacobinerf-tiny`` (shaped), the same with shaping
 off (the paper's "plain NeRF lacks semantic awareness" control) and ``jacobinerf-features-tiny`` (feature field).
-The teacher is the synthetic one computed from ground truth (every line says so).
+The teacher is ``--teacher`` (``appearance``: pixels only, or ``synthetic``: computed from ground truth) for the runs
+trained here; reused runs keep theirs. Every line names the teacher of its run.
 
 Every click goes through the viewer panel's own path (:class:`jacobinerf_ns.viewer.session.ClickSession`): the
 click ray of a pixel is rendered as a 1×1 camera (hit, depth, query), then the view is rendered with the selection
@@ -39,7 +40,14 @@ import numpy as np
 import torch
 from bench_utils import ensure_scene, load_run, train_method
 
-TEACHER = "synthetic (computed from ground truth)"
+
+def teacher_label(pipeline) -> str:
+    """The teacher a run was trained with, as results print it (a synthetic one says so)."""
+    meta = pipeline.datamanager.train_dataset.metadata
+    name = str(meta.get("teacher_name", "none"))
+    return f"{name} (computed from ground truth)" if meta.get("teacher_is_synthetic") else name
+
+
 THRESHOLDS = np.round(np.concatenate([np.arange(0.3, 0.9, 0.05), np.arange(0.9, 0.995, 0.01)]), 3)
 
 
@@ -167,13 +175,16 @@ def main() -> None:
     parser.add_argument("--viewer-res", type=int, default=128)
     parser.add_argument("--latency-repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="small scene, 300-step runs, 20 clicks")
+    parser.add_argument(
+        "--teacher", choices=["appearance", "synthetic"], default="appearance", help="runs trained here"
+    )
     args = parser.parse_args()
 
     from jacobinerf_ns.viewer.session import DEFAULT_THRESHOLD
 
     start_all = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    train_kw: dict = {}
+    train_kw: dict = {"teacher": args.teacher}
     if args.quick:
         from jacobinerf_ns.data.synth import SynthConfig, generate_scene
 
@@ -182,7 +193,7 @@ def main() -> None:
             args.scene = generate_scene(SynthConfig(output_dir=quick_scene, num_views=40, width=48, height=36,
                                                     supersample=1, export_mesh=False, quiet=True))  # fmt: skip
         args.clicks, args.min_pixels = min(args.clicks, 20), min(args.min_pixels, 10)
-        train_kw = {"max_num_iterations": 300, "dm_train_num_rays_per_batch": 1024}
+        train_kw |= {"max_num_iterations": 300, "dm_train_num_rays_per_batch": 1024}
     scene = ensure_scene(args.scene)
     shaping = {"shaping_start_step": 100} if args.quick else {}
     runs = {
@@ -237,7 +248,7 @@ def main() -> None:
                 "clicks": len(tests),
                 "calibration_clicks": len(calib),
                 "resolution": f"{maps[0].shape[1]}x{maps[0].shape[0]}",
-                "teacher": "none (shaping off)" if run == "plain" else TEACHER,
+                "teacher": "none (shaping off)" if run == "plain" else teacher_label(pipe),
                 "run": str(runs[run]),
             })  # fmt: skip
     for run, kind in (("jnerf", "jacobinerf"), ("features", "feature field")):

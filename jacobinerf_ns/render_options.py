@@ -125,8 +125,12 @@ class RenderOptions:
     jacobians: bool = False
     """Output ``jacobian``: each ray's per-channel Jacobian J̃ (3K values) w.r.t. θᴰ."""
     directions: Tensor | None = None
-    """(n, 3, K) label directions G: output ``response_3d`` (n values per ray) and, with ``label_colors``,
-    ``labels`` (the colour of the strongest label)."""
+    """(n, 3, K) label directions G: output ``response_3d`` (``label_readout`` 3d) or ``response_cos``
+    (``label_readout`` 2d-cos), n values per ray, and, with ``label_colors``, ``labels`` (the colour of the strongest
+    label)."""
+    label_readout: Literal["3d", "2d-cos"] = "3d"
+    """How ``directions`` are read: ``3d`` volume-renders Σ w_i |ḡ·h_i| (official), ``2d-cos`` scores each ray's
+    Jacobian by |cos(J̃, G)| (``jn-propagate``'s default)."""
     label_colors: Tensor | None = None
     """(n, 3) colours of the labels of ``directions``."""
     weight_delta: Tensor | None = None

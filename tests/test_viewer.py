@@ -346,25 +346,25 @@ def test_label_clicks_round_trip_to_jn_propagate(panel, jnerf_run, tmp_path):
     path = tmp_path / "clicks.json"
     panel.b07_path.value = str(path)
     panel._gui(panel._save_annotations)
-    assert panel.status.startswith("Saved 3 clicks") and "--normalize-directions" in panel.status
+    assert panel.status.startswith("Saved 3 clicks") and "--method 2d-cos" in panel.status
     h, w = int(cams.height[0]), int(cams.width[0])
     ann = load_annotation(path, (h, w), known_labels=set(range(len(pipeline.model.class_names))))
     assert ann.view == 0 and sorted(ann.label_names) == sorted(n for *_, n in clicks)
     assert sorted(map(tuple, ann.pixels.tolist())) == sorted((y, x) for y, x, _ in clicks)
 
     out = tmp_path / "prop"
-    result = Propagate(load_config=jnerf_run.config_path, annotations=path, method="3d",
-                       normalize_directions=True, max_views=1, output_path=out / "p.json",
+    result = Propagate(load_config=jnerf_run.config_path, annotations=path, method="2d-cos",
+                       max_views=1, output_path=out / "p.json",
                        render_output_path=out).main()  # fmt: skip
     assert result["clicks"] == 3
     from PIL import Image
 
     theirs = np.asarray(Image.open(out / "labels_0000.png")).astype(np.int64)  # label ids of test view 0
     shown = _viewer_render(session.model, pipeline.datamanager.eval_dataset.cameras[0:1])
-    ours = np.asarray(ann.label_ids)[shown["response_3d"].argmax(dim=-1).cpu().numpy()]
+    ours = np.asarray(ann.label_ids)[shown["response_cos"].argmax(dim=-1).cpu().numpy()]
     assert (ours == theirs).mean() > 0.999
     colors = session.label_colors(ann.label_ids)
-    assert torch.allclose(shown["labels"].cpu(), colors[shown["response_3d"].argmax(dim=-1).cpu()])
+    assert torch.allclose(shown["labels"].cpu(), colors[shown["response_cos"].argmax(dim=-1).cpu()])
 
 
 def _refused(session, pipeline, view, y, x) -> bool:

@@ -21,7 +21,7 @@ from torch import Tensor
 from jacobinerf_ns.fields.semantic_field import COLOR_HIDDEN, DENSITY, RGB_PREACT
 from jacobinerf_ns.jacobian import mean_rgb_jacobian, per_channel_jacobian
 from jacobinerf_ns.models.field_model import FieldModel, FieldModelConfig
-from jacobinerf_ns.propagation import sample_response_3d
+from jacobinerf_ns.propagation import cosine_response, sample_response_3d
 from jacobinerf_ns.render_options import Edit, RenderOptions, check_vector
 from jacobinerf_ns.selection import perturbed_colors, recolor_delta, resonance_score
 from jacobinerf_ns.shaping import info_nce_loss, norm_loss, shaping_stats
@@ -77,13 +77,18 @@ class JacobiNeRFModel(FieldModel):
         self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor], options: RenderOptions
     ) -> None:
         """Outputs of the render options (see :class:`~jacobinerf_ns.render_options.RenderOptions`): ``jacobian``,
-        ``response_3d`` / ``labels``, ``rgb_perturbed``, and a Jacobian selection's ``selection_score``."""
+        ``response_3d`` or ``response_cos`` / ``labels``, ``rgb_perturbed``, and a Jacobian selection's ``selection_score``."""
         hidden, preact = field_outputs[COLOR_HIDDEN], field_outputs[RGB_PREACT]
         k = self.field.color_dim
         if options.directions is not None:
             directions = check_vector(options.directions, (options.directions.shape[0], 3, k), "label directions")
-            response = sample_response_3d(hidden, weights, directions.to(weights))
-            outputs["response_3d"] = response
+            if options.label_readout == "2d-cos":
+                jac = per_channel_jacobian(weights, preact, hidden, self.config.background_color == "last_sample")
+                response = cosine_response(jac, directions.to(jac))
+                outputs["response_cos"] = response
+            else:
+                response = sample_response_3d(hidden, weights, directions.to(weights))
+                outputs["response_3d"] = response
             if options.label_colors is not None:
                 outputs["labels"] = options.label_colors.to(response)[response.argmax(dim=-1)]
         if options.weight_delta is not None:

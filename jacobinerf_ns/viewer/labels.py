@@ -2,7 +2,8 @@
 
 This is the feature-field nearest-neighbour labeller of the propagation benchmark (``feature-field-nn``, the best
 sparse method there) as a per-ray render output, so the viewer shows it as ``labels`` while the camera moves.
-JacobiNeRF runs need nothing here: their ``labels`` come from ``RenderOptions.directions`` (3D resonance).
+JacobiNeRF runs need nothing here: their ``labels`` come from ``RenderOptions.directions``
+(``label_readout`` 2d-cos).
 
 ``FeatureFieldModel.extra_outputs`` calls :func:`add_feature_labels`, which does nothing unless the render options
 carry annotated features (the viewer panel's).

@@ -272,7 +272,7 @@ class SelectLabelEditPanel(torch.nn.Module):
         c = session.label(click.origin, click.direction, name)
         color = tuple(int(255 * v) for v in session.label_colors([c.label_id])[0].tolist())
         self._marker(f"label_{len(session.clicks) - 1}", c.point, color)
-        how = "3D resonance, unit directions" if session.kind == "jacobian" else "nearest rendered feature"
+        how = "Jacobian |cos| (2d-cos)" if session.kind == "jacobian" else "nearest rendered feature"
         return (
             f"Label '{c.name}' at pixel (x={c.pixel[1]}, y={c.pixel[0]}) of training view {session.label_view}: "
             f"{len(session.clicks)} clicks, {len({k.label_id for k in session.clicks})} classes; output `labels` "
@@ -322,7 +322,7 @@ class SelectLabelEditPanel(torch.nn.Module):
         note = f" New classes {new} have ids after the class table (no ground truth to score)." if new else ""
         return (
             f"Saved {len(self.session.clicks)} clicks to {path}: `jn-propagate --load-config RUN/config.yml "
-            f"--annotations {path} --method 3d --normalize-directions`.{note}"
+            f"--annotations {path} --method 2d-cos`.{note}"
         )
 
     def _edit(self, kind) -> str:

@@ -13,9 +13,9 @@ render thread).
   (``selection_score`` / ``selection`` / ``selection_overlay``).
 * **Label**: the clicked point is projected into the labelled training view (``label_view``) and kept when that view
   sees it (rendered depth there agrees); the clicks form the :class:`~jacobinerf_ns.annotations.Annotation` that
-  ``jn-propagate --annotations`` reads. Live labels use the run's best single-render method: JacobiNeRF runs the 3D
-  resonance with unit label directions (``jn-propagate --method 3d --normalize-directions``, computed by
-  :class:`~jacobinerf_ns.propagator.JacobiLabeller` itself), feature fields the nearest annotated rendered feature
+  ``jn-propagate --annotations`` reads. Live labels use the run's best single-render method: JacobiNeRF runs score each
+  ray's Jacobian against the label directions by |cos| (``jn-propagate --method 2d-cos``, the default; directions
+  from :class:`~jacobinerf_ns.propagator.JacobiLabeller` itself), feature fields the nearest annotated rendered feature
   (``feature-field-nn``).
 * **Edit**: :func:`jacobinerf_ns.query.make_edit` on the selection's query (JacobiNeRF: the paper's recolour
   ``W += diag(c)·G·t``; feature fields: recolour blend or delete, σ = 0 where matched), shown as ``rgb_edited``;
@@ -272,8 +272,8 @@ class ClickSession:
         if self.kind == "jacobian":
             from jacobinerf_ns.propagator import JacobiLabeller
 
-            labeller = JacobiLabeller(self.model, ann, self.train_cameras, "3d", None, normalize_directions=True)  # type: ignore[arg-type]
-            self._label_options = {"directions": labeller.directions, "label_colors": colors}
+            labeller = JacobiLabeller(self.model, ann, self.train_cameras, "2d-cos", None)  # type: ignore[arg-type]
+            self._label_options = {"directions": labeller.directions, "label_colors": colors, "label_readout": "2d-cos"}
             return
         from jacobinerf_ns.evaluation import render_pixels
 
