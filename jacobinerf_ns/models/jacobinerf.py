@@ -77,7 +77,8 @@ class JacobiNeRFModel(FieldModel):
         self, field_outputs: dict[str, Tensor], weights: Tensor, outputs: dict[str, Tensor], options: RenderOptions
     ) -> None:
         """Outputs of the render options (see :class:`~jacobinerf_ns.render_options.RenderOptions`): ``jacobian``,
-        ``response_3d`` or ``response_cos`` / ``labels``, ``rgb_perturbed``, and a Jacobian selection's ``selection_score``."""
+        ``response_3d`` or ``response_cos`` / ``labels``, ``rgb_perturbed``, and a Jacobian selection's
+        ``selection_score``."""
         hidden, preact = field_outputs[COLOR_HIDDEN], field_outputs[RGB_PREACT]
         k = self.field.color_dim
         if options.directions is not None:
