@@ -2,15 +2,17 @@
 
 Variants (``jacobinerf-features-tiny`` with ``--pipeline.model.smoothing ...``): ``none``, ``tv``, ``bilateral``,
 ``masks-felzenszwalb`` (masks from scikit-image, no weights) and ``masks-ground-truth`` (the scene's instances: an
-oracle for the controlled study). Each is trained here (or reused with ``--reuse``) and scored on the test views:
+oracle for the controlled study); ``tv-w1e-2`` and ``masks-felzenszwalb-w1e-2`` (10x the default smoothing weight)
+with ``--variants``. The smoothing variants add their patch rays after the same random rays. Each is trained here
+(or reused with ``--reuse``) and scored on the test views:
 
 * ``psnr``, ``ssim``: ns-eval's image metrics; ``cos_sim``: mean cosine between rendered and teacher features
   (the poster's three columns);
 * ``query_iou``: mean IoU of click-query masks (rendered feature at a seeded click, cosine ≥ τ) against the clicked
   pixel's ground-truth instance mask, over ``--clicks`` clicks on test views; τ is chosen per variant on as many
-  clicks on *training* views (grid 0.50..0.98), so no variant is tuned on the test clicks;
-* ``step_ratio``: median train-step time relative to ``none``, all variants fed the same batches in one process,
-  step by step in turn (machine noise hits all alike).
+  clicks on *training* views (grid 0.0..0.98), so no variant is tuned on the test clicks;
+* ``step_ratio``: median train-step time relative to ``none``, in one process, the variants stepping in turn (machine
+  noise hits all alike), each on its own datamanager's batches (the same random rays, plus its patches).
 
 Prints one JSON line per variant (``variant``, ``psnr``, ``ssim``, ``cos_sim``, ``query_iou``, ``step_ratio``,
 ``teacher``, ``threshold``) and a markdown table; writes both to ``--out``.
@@ -37,8 +39,12 @@ VARIANTS = {
     "bilateral": {"smoothing": "bilateral"},
     "masks-felzenszwalb": {"smoothing": "masks", "masks": "felzenszwalb"},
     "masks-ground-truth": {"smoothing": "masks", "masks": "ground-truth"},
+    # selectable with --variants: the same at 10x the default smoothing weight
+    "tv-w1e-2": {"smoothing": "tv", "weight": 1e-2},
+    "masks-felzenszwalb-w1e-2": {"smoothing": "masks", "masks": "felzenszwalb", "weight": 1e-2},
 }
-THRESHOLDS = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98]
+DEFAULT_VARIANTS = ["none", "tv", "bilateral", "masks-felzenszwalb", "masks-ground-truth"]
+THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98]
 
 
 def mask_config(name: str):
@@ -51,6 +57,7 @@ def overrides(spec: dict, weight: float | None) -> dict:
     out = {"smoothing": spec["smoothing"]}
     if "masks" in spec:
         out["dm_masks"] = mask_config(spec["masks"])
+    weight = spec.get("weight", weight)
     if weight is not None:
         out["smoothing_weight"] = weight
     return out
@@ -78,21 +85,16 @@ def click_ious(pipeline, split: str, clicks, thresholds) -> torch.Tensor:
 
 
 def step_ratios(scene: Path, configs: dict, steps: int, warmup: int) -> dict[str, float]:
-    """Median step time of each variant over the same pre-sampled batches, relative to ``none``."""
+    """Median step time of each variant, relative to ``none``, interleaved step by step. Each variant steps on its own
+    datamanager's batches (same seed, so the same random rays; the smoothing variants add their patch rays, whose
+    cost belongs to them)."""
     built = {name: build(cfg) for name, cfg in configs.items()}
-    # One set of batches for every variant: drawn from a variant that mixes patches in (the smoothing ones need them;
-    # for ``none`` they are just more rays), so each variant steps on exactly the same rays.
-    source = next((b for b in built.values() if b[0].datamanager.config.patches_per_batch > 0), built["none"])
-    batches = [source[0].datamanager.next_train(i) for i in range(steps + warmup)]
+    batches = {name: [b[0].datamanager.next_train(i) for i in range(steps + warmup)] for name, b in built.items()}
     times: dict[str, list[float]] = {n: [] for n in built}
-    for i, (ray_bundle, batch) in enumerate(batches):  # type: ignore[arg-type]
+    for i in range(steps + warmup):
         for name, (pipeline, opt, callbacks) in built.items():
-            b = dict(batch)
-            dm = pipeline.datamanager
-            if getattr(dm, "train_masks", None) is not None and "patch_count" in b:
-                tail = b["indices"][-int(b["patch_count"]) * int(b["patch_size"]) ** 2 :]
-                b["patch_masks"] = dm.train_masks.lookup(tail[:, 0], tail[:, 1], tail[:, 2])
-            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), b, i)
+            ray_bundle, batch = batches[name][i]
+            dt = train_step(pipeline, opt, callbacks, copy.deepcopy(ray_bundle), dict(batch), i)
             if i >= warmup:
                 times[name].append(dt)
     base = statistics.median(times["none"])
@@ -104,7 +106,7 @@ def main() -> None:
     parser.add_argument("--scene", type=Path, default=Path("data/synth-room"), help="default scene (generated)")
     parser.add_argument("--out", type=Path, default=Path("bench_out/feature_smoothing"))
     parser.add_argument("--teacher", choices=["appearance", "synthetic"], default="appearance")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
     parser.add_argument("--steps", type=int, default=None, help="train steps (default: the preset's 1000)")
     parser.add_argument("--weight", type=float, default=None, help="smoothing weight (default: the model's)")
     parser.add_argument("--clicks", type=int, default=60, help="seeded clicks on test views (and on train views)")

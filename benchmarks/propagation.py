@@ -20,7 +20,9 @@ per teacher a markdown table of the means over scenes with their spread (min–m
 
 Usage: ``python benchmarks/propagation.py [--teachers appearance synthetic] [--scenes 3] [--out DIR] [--reuse]
 [--targets semantic instance] [--settings sparse dense] [--readouts 3d 3d-unit 2d 2d-cos] [--perturb]
-[--steps N] [--semantic-steps N]``
+[--steps N] [--semantic-steps N] [--seeds S ...] [--include OTHER/results.json ...] [--results-name NAME]``.
+Scenes can run in separate processes (``--seeds 1 --results-name results_seed1``) and be tabled together
+(``--seeds --include OUT/results_seed*.json``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out/propagation"))
     parser.add_argument("--scenes-dir", type=Path, default=None, help="default: OUT/scenes")
     parser.add_argument("--scenes", type=int, default=3, help="jn-synth scenes, seeds 0..N-1")
+    parser.add_argument(
+        "--seeds", type=int, nargs="*", default=None, help="run only these scene seeds (none: only table --include)"
+    )
+    parser.add_argument(
+        "--include", type=Path, nargs="*", default=[], help="results.json of other invocations to table with these"
+    )
+    parser.add_argument("--results-name", default="results", help="write OUT/<name>.json and OUT/<name>.md")
     parser.add_argument("--teachers", nargs="+", default=["appearance", "synthetic"])
     parser.add_argument("--targets", nargs="+", default=["semantic", "instance"])
     parser.add_argument("--settings", nargs="+", default=["sparse", "dense"])
@@ -93,7 +102,9 @@ def main() -> None:
         lines.append(line)
         print(json.dumps(line), flush=True)
 
-    for seed in range(args.scenes):
+    for path in args.include:  # e.g. other scenes run in another process: tabled together, not re-run
+        lines += [r for r in json.loads(path.read_text())["lines"]]
+    for seed in args.seeds if args.seeds is not None else range(args.scenes):
         scene = scene_dir(scenes_root, seed)
         out = args.out / f"seed_{seed}"
         out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +172,7 @@ def main() -> None:
     for teacher in sorted({r["teacher"] for r in lines if "method" in r}):
         rows = [r for r in lines if r.get("teacher") == teacher and "method" in r]
         table = [
-            f"Teacher: {teacher}. mIoU (%), mean over {args.scenes} scene(s) [min–max]",
+            f"Teacher: {teacher}. mIoU (%), mean over {len({r['scene'] for r in rows})} scene(s) [min–max]",
             "",
             "| method | setting | target | mIoU | accuracy | class acc. |",
             "|---|---|---|---|---|---|",
@@ -184,8 +195,8 @@ def main() -> None:
     markdown = "\n\n".join(tables + ["\n".join(psnr_table)])
     print(markdown)
     total = time.perf_counter() - start_all
-    (args.out / "results.json").write_text(json.dumps({"lines": lines, "seconds": total}, indent=1))
-    (args.out / "table.md").write_text(markdown + "\n")
+    (args.out / f"{args.results_name}.json").write_text(json.dumps({"lines": lines, "seconds": total}, indent=1))
+    (args.out / f"{args.results_name}.md").write_text(markdown + "\n")
     print(json.dumps({"benchmark": "propagation", "seconds": round(total, 1), "out": str(args.out)}))
 
 

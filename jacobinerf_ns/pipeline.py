@@ -60,12 +60,12 @@ def checkpoint_mismatch(expected: dict, saved: dict) -> str | None:
 
 def sync_smoothing(config: VanillaPipelineConfig) -> None:
     """A feature model that smooths needs patches (and, for ``masks``, 2D masks) from its datamanager: switch them on
-    (4 patches when none are configured), so one model option is enough."""
+    (2 patches when none are configured), so one model option is enough."""
     smoothing = getattr(config.model, "smoothing", "none")
     dm = config.datamanager
     if smoothing != "none" and hasattr(dm, "patches_per_batch"):
         if dm.patches_per_batch <= 0:
-            dm.patches_per_batch = 4
+            dm.patches_per_batch = 2
         dm.patch_masks = smoothing == "masks"
 
 

@@ -24,11 +24,12 @@ def _features_datamanager(scene, **options):
     return cfg.setup(device="cpu", test_mode="val")
 
 
-def test_patches_replace_the_last_random_rays(synth_scene):
+def test_patches_follow_all_the_random_rays(synth_scene):
     dm = _features_datamanager(synth_scene, patches_per_batch=3, patch_size=8)
     _, batch = dm.next_train(0)
     idx = batch["indices"]
-    assert len(idx) == 1024 and int(batch["patch_count"]) == 3 and int(batch["patch_size"]) == 8
+    assert len(idx) == 1024 + 3 * 64 and int(batch["patch_count"]) == 3 and int(batch["patch_size"]) == 8
+    assert len(batch["image"]) == len(idx) and len(batch["teacher_features"]) == len(idx)
     patches = idx[-3 * 64 :].view(3, 8, 8, 3)
     for p in patches:
         assert (p[..., 0] == p[0, 0, 0]).all()  # one view per patch
