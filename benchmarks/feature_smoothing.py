@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse runs already trained under --out")
     args = parser.parse_args()
 
+    from nerfstudio.configs.method_configs import all_methods
+
     from jacobinerf_ns.eval.clicks import seeded_clicks
 
     start = time.perf_counter()
@@ -125,7 +127,8 @@ def main() -> None:
     for name in args.variants:
         spec = VARIANTS[name]
         run = args.out / args.out.name / "jacobinerf-features-tiny" / name / "config.yml"
-        if not (args.reuse and run.is_file()):
+        steps = args.steps or all_methods["jacobinerf-features-tiny"].max_num_iterations
+        if not (args.reuse and (run.parent / "nerfstudio_models" / f"step-{steps - 1:09d}.ckpt").is_file()):
             run = train_method(
                 "jacobinerf-features-tiny", scene, args.out, name, teacher=args.teacher,
                 **overrides(spec, args.weight), **extra,

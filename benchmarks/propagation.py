@@ -49,9 +49,13 @@ def scene_dir(root: Path, seed: int) -> Path:
 
 
 def trained(method: str, scene: Path, out: Path, name: str, reuse: bool, **options) -> Path:
-    """``train_method`` unless ``reuse`` finds the run already under ``out`` (``out/<out.name>/<method>/<name>``)."""
+    """``train_method`` unless ``reuse`` finds the run already under ``out`` (``out/<out.name>/<method>/<name>``) with
+    its final checkpoint (an interrupted run is trained again)."""
+    from nerfstudio.configs.method_configs import all_methods
+
     config = out / out.name / method / name / "config.yml"
-    if reuse and config.is_file() and any((config.parent / "nerfstudio_models").glob("*.ckpt")):
+    steps = int(options.get("max_num_iterations", all_methods[method].max_num_iterations))
+    if reuse and (config.parent / "nerfstudio_models" / f"step-{steps - 1:09d}.ckpt").is_file():
         return config
     return train_method(method, scene, out, name, **options)
 
