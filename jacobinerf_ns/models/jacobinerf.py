@@ -81,10 +81,18 @@ class JacobiNeRFModel(FieldModel):
         ``selection_score``."""
         hidden, preact = field_outputs[COLOR_HIDDEN], field_outputs[RGB_PREACT]
         k = self.field.color_dim
+        last_sample = self.config.background_color == "last_sample"
+        selection = options.selection
+        if selection is not None and selection.kind != "jacobian":
+            selection = None
+        cos_labels = options.directions is not None and options.label_readout == "2d-cos"
+        # every ray's Jacobian, computed once for whichever of these outputs asks for it
+        jac = None
+        if options.jacobians or selection is not None or cos_labels:
+            jac = per_channel_jacobian(weights, preact, hidden, background_last_sample=last_sample)
         if options.directions is not None:
             directions = check_vector(options.directions, (options.directions.shape[0], 3, k), "label directions")
-            if options.label_readout == "2d-cos":
-                jac = per_channel_jacobian(weights, preact, hidden, self.config.background_color == "last_sample")
+            if jac is not None and cos_labels:
                 response = cosine_response(jac, directions.to(jac))
                 outputs["response_cos"] = response
             else:
@@ -95,22 +103,18 @@ class JacobiNeRFModel(FieldModel):
         if options.weight_delta is not None:
             delta = check_vector(options.weight_delta, (3, k), "weight delta")
             outputs["rgb_perturbed"] = self.renderer_rgb(rgb=perturbed_colors(preact, hidden, delta), weights=weights)
-        selection = options.selection
-        if selection is not None and selection.kind != "jacobian":
-            selection = None
-        last_sample = self.config.background_color == "last_sample"
-        if self.shaping_active and not options.jacobians and selection is None:
-            # training: only the batch's leading shaping rays enter the loss, so only their Jacobians are computed
-            m = int(self.kwargs.get("metadata", {}).get("shaping_rays_per_batch", weights.shape[0]))
-            m = min(m, weights.shape[0]) if m > 0 else weights.shape[0]
-            outputs["jacobian"] = per_channel_jacobian(weights[:m], preact[:m], hidden[:m], last_sample)
-        elif options.jacobians or selection is not None:
-            jac = per_channel_jacobian(weights, preact, hidden, background_last_sample=last_sample)
+        if jac is not None and (options.jacobians or selection is not None):
             outputs["jacobian"] = jac
             if selection is not None:
                 direction = check_vector(selection.vector, (3, k), "the clicked direction")
                 score = resonance_score(jac, direction, selection.mode, selection.reference)
                 outputs["selection_score"] = score[..., None]
+        elif self.shaping_active:
+            # training: only the batch's leading shaping rays enter the loss, so only their Jacobians are computed
+            m = int(self.kwargs.get("metadata", {}).get("shaping_rays_per_batch", weights.shape[0]))
+            m = min(m, weights.shape[0]) if m > 0 else weights.shape[0]
+            subset = per_channel_jacobian(weights[:m], preact[:m], hidden[:m], last_sample) if jac is None else jac[:m]
+            outputs["jacobian"] = subset
 
     def edit_outputs(self, ray_bundle, ray_samples, field_outputs, outputs, edit: Edit) -> None:
         """The paper's recolour edit ``W += diag(color) · G · strength`` on θᴰ, in this render only."""
