@@ -158,3 +158,19 @@ def features_run(room48, tmp_path_factory):
 @pytest.fixture(scope="session")
 def semantic_run(room48, tmp_path_factory):
     return _trained("semantic-nerf-tiny", room48, _persistent(tmp_path_factory, "runs"), "semantic")
+
+
+@pytest.fixture(scope="module")
+def jnerf_pipeline(jnerf_run):
+    """The shared jacobinerf run, loaded once per test module (modules set viewer options on it: none share one)."""
+    from run_utils import load_pipeline
+
+    return load_pipeline(jnerf_run.config_path)
+
+
+@pytest.fixture(scope="module")
+def features_pipeline(features_run):
+    """The shared feature-field run, loaded once per test module."""
+    from run_utils import load_pipeline
+
+    return load_pipeline(features_run.config_path)

@@ -78,24 +78,10 @@ def test_edit_json_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- on trained runs
-@pytest.fixture(scope="module")
-def jnerf(jnerf_run):
-    from run_utils import load_pipeline
-
-    return load_pipeline(jnerf_run.config_path)
-
-
-@pytest.fixture(scope="module")
-def features(features_run):
-    from run_utils import load_pipeline
-
-    return load_pipeline(features_run.config_path)
-
-
-def test_a_selection_render_never_reaches_a_training_step(jnerf):
+def test_a_selection_render_never_reaches_a_training_step(jnerf_pipeline):
     """The viewer's options live on the model, but only nerfstudio's viewer render thread reads them; a training
     step, even while another thread renders a selection, renders with none."""
-    model, dm = jnerf.model, jnerf.datamanager
+    model, dm = jnerf_pipeline.model, jnerf_pipeline.datamanager
     direction = torch.randn(3, model.field.color_dim)
     model.viewer_options = RenderOptions(selection=Selection(kind="jacobian", vector=direction))
     ray_bundle, _ = dm.next_train(0)
@@ -126,10 +112,10 @@ def _mask_iou(a, b) -> float:
     return float((a & b).sum()) / max(1, float((a | b).sum()))
 
 
-def test_click_selection_contains_the_click_and_is_seeded_by_its_instance(features):
+def test_click_selection_contains_the_click_and_is_seeded_by_its_instance(features_pipeline):
     from jacobinerf_ns import query as q
 
-    model, dm = features.model, features.datamanager
+    model, dm = features_pipeline.model, features_pipeline.datamanager
     cam = dm.eval_dataset.cameras[0:1]
     inst = dm.eval_scene.instance[0].long()
     ys, xs = torch.nonzero(inst == torch.mode(inst[inst > 0].flatten()).values, as_tuple=True)
@@ -143,10 +129,10 @@ def test_click_selection_contains_the_click_and_is_seeded_by_its_instance(featur
     assert inside > outside + 0.2, (float(inside), float(outside))
 
 
-def test_feature_delete_and_extract_change_geometry_only_where_matched(features):
+def test_feature_delete_and_extract_change_geometry_only_where_matched(features_pipeline):
     from jacobinerf_ns import query as q
 
-    model, dm = features.model, features.datamanager
+    model, dm = features_pipeline.model, features_pipeline.datamanager
     cam = dm.eval_dataset.cameras[1:2]
     out = q.render(model, cam)
     h, w = out["rgb"].shape[:2]  # the centre of test view 1 of room48 is a shelf
@@ -167,10 +153,10 @@ def test_feature_delete_and_extract_change_geometry_only_where_matched(features)
     assert float(lost[~sel].mean()) > float(lost[sel].mean()) + 0.1, (float(lost[sel].mean()), float(lost[~sel].mean()))
 
 
-def test_feature_recolor_changes_only_the_selection(features):
+def test_feature_recolor_changes_only_the_selection(features_pipeline):
     from jacobinerf_ns import query as q
 
-    model, dm = features.model, features.datamanager
+    model, dm = features_pipeline.model, features_pipeline.datamanager
     cam = dm.eval_dataset.cameras[1:2]
     h, w = int(cam.height), int(cam.width)
     query = q.query_from_click(model, cam, h // 2, w // 2)
@@ -182,12 +168,12 @@ def test_feature_recolor_changes_only_the_selection(features):
     assert float(blue_gain) > 0
 
 
-def test_jacobinerf_recolor_edit_is_the_papers_theta_d_edit(jnerf):
+def test_jacobinerf_recolor_edit_is_the_papers_theta_d_edit(jnerf_pipeline):
     """rgb_edited is the render with θᴰ + diag(c)·G·t (checked against really changing the parameters)."""
     from jacobinerf_ns import query as q
     from jacobinerf_ns.propagation import perturbed_weight
 
-    model, dm = jnerf.model, jnerf.datamanager
+    model, dm = jnerf_pipeline.model, jnerf_pipeline.datamanager
     cam = dm.eval_dataset.cameras[0:1]
     query = q.query_from_click(model, cam, 10, 20)
     edit = q.make_edit(query, "recolor", color=(0.0, 1.0, 0.5), strength=2.0)

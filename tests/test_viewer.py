@@ -80,13 +80,13 @@ def test_ray_camera_renders_exactly_the_click_ray():
             assert torch.allclose(rays.directions[0, 0], d / d.norm(), atol=1e-6)
 
 
-def test_viser_pose_is_the_camera_the_viewer_renders(jnerf):
+def test_viser_pose_is_the_camera_the_viewer_renders(jnerf_pipeline):
     """ "Go to label view" sets the viewer camera from :func:`viser_pose`; the viewer's own ``get_camera`` (what its
     render thread renders) gives the training camera back."""
     import viser.transforms as vtf
     from nerfstudio.viewer.utils import CameraState, get_camera
 
-    cams = jnerf.datamanager.train_dataset.cameras
+    cams = jnerf_pipeline.datamanager.train_dataset.cameras
     for view in (0, 3):
         cam = cams[view : view + 1]
         position, wxyz, up, fov = viser_pose(cam)
@@ -121,20 +121,6 @@ def test_viewer_fixes_keep_the_render_thread_alive_on_bool_and_two_channel_outpu
 
 
 # ------------------------------------------------------------------------------------------- on trained runs
-@pytest.fixture(scope="module")
-def jnerf(jnerf_run):
-    from run_utils import load_pipeline
-
-    return load_pipeline(jnerf_run.config_path)
-
-
-@pytest.fixture(scope="module")
-def features(features_run):
-    from run_utils import load_pipeline
-
-    return load_pipeline(features_run.config_path)
-
-
 def _click(pipeline, view: int, y: int, x: int) -> ViewerClick:
     """The viewer's click through pixel (y, x) of training view ``view`` (origin in scene units, as nerfstudio's
     ``register_pointer_cb`` passes it)."""
@@ -195,7 +181,7 @@ def _viewer_render(model, camera) -> dict:
     return thread.result
 
 
-@pytest.mark.parametrize(("panel", "bound"), [("jnerf", 0.6), ("features", 0.6)], indirect=["panel"])
+@pytest.mark.parametrize(("panel", "bound"), [("jnerf_pipeline", 0.6), ("features_pipeline", 0.6)], indirect=["panel"])
 def test_a_click_through_the_panel_selects_the_object_in_viewer_renders_only(panel, bound):
     """Select through the panel's pointer callback: the viewer's renders show the selection of the clicked object
     (IoU against its ground-truth mask; measured 0.77 J-NeRF, 0.73 feature field), other renders and a training
@@ -228,7 +214,7 @@ def test_a_click_through_the_panel_selects_the_object_in_viewer_renders_only(pan
     assert tighter.sum() < sel.sum() and not (tighter & ~sel).any()
 
 
-@pytest.mark.parametrize("panel", ["jnerf"], indirect=True)
+@pytest.mark.parametrize("panel", ["jnerf_pipeline"], indirect=True)
 def test_a_click_that_hits_nothing_is_a_panel_message(panel):
     panel._arm("select")
     panel._on_click(ViewerClick((5.0, 5.0, 5.0), (0.577, 0.577, 0.577), (0.5, 0.5)))  # outside, looking away
@@ -268,7 +254,7 @@ def test_a_run_without_jacobians_or_features_says_which_selections_it_offers(sem
         panel.session.select((0.0, 0.0, 0.0), (1.0, 0.0, 0.0))
 
 
-@pytest.mark.parametrize("panel", ["jnerf", "features"], indirect=True)
+@pytest.mark.parametrize("panel", ["jnerf_pipeline", "features_pipeline"], indirect=True)
 def test_the_panel_offers_what_the_run_has(panel):
     kind = panel.session.kind
     assert ("resonance" in panel.status) == (kind == "jacobian")
@@ -277,20 +263,20 @@ def test_the_panel_offers_what_the_run_has(panel):
     assert panel.c04_delete.visible == (kind == "feature")
 
 
-def test_nerfstudio_finds_the_panel_and_checkpoints_do_not(jnerf):
+def test_nerfstudio_finds_the_panel_and_checkpoints_do_not(jnerf_pipeline):
     from nerfstudio.viewer.utils import parse_object
     from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
 
     from jacobinerf_ns.viewer.panel import PANEL_ATTRIBUTE
 
-    paths = [p for p, _ in parse_object(jnerf, ViewerElement, "Custom Elements")]
+    paths = [p for p, _ in parse_object(jnerf_pipeline, ViewerElement, "Custom Elements")]
     folder = f"Custom Elements/model/{PANEL_ATTRIBUTE}/"
     ours = [p[len(folder) :] for p in paths if p.startswith(folder)]
     assert "a01_select" in ours and "b05_label" in ours and "c07_render" in ours and ours == sorted(ours)
-    controls = [c for _, c in parse_object(jnerf, ViewerControl, "Custom Elements")]
-    assert controls == [panel_of(jnerf.model).control]
-    assert not any(PANEL_ATTRIBUTE in k for k in jnerf.state_dict())
-    assert all(m is not panel_of(jnerf.model) for m in jnerf.modules())
+    controls = [c for _, c in parse_object(jnerf_pipeline, ViewerControl, "Custom Elements")]
+    assert controls == [panel_of(jnerf_pipeline.model).control]
+    assert not any(PANEL_ATTRIBUTE in k for k in jnerf_pipeline.state_dict())
+    assert all(m is not panel_of(jnerf_pipeline.model) for m in jnerf_pipeline.modules())
 
 
 # ----------------------------------------------------------------------------------------------------- labels
@@ -309,7 +295,7 @@ def _label_clicks(pipeline) -> list[tuple[int, int, str]]:
     return out
 
 
-@pytest.mark.parametrize("panel", ["jnerf"], indirect=True)
+@pytest.mark.parametrize("panel", ["jnerf_pipeline"], indirect=True)
 def test_label_clicks_round_trip_to_jn_propagate(panel, jnerf_run, tmp_path):
     """Clicks → the annotation JSON → ``jn-propagate --annotations`` reads the same clicks, and its labels of a test
     view are the viewer's live ``labels`` (3D resonance, unit directions)."""
@@ -377,7 +363,7 @@ def _refused(session, pipeline, view, y, x) -> bool:
     return project_to_pixel(session.train_cameras[0:1], hit.point) is None
 
 
-@pytest.mark.parametrize("panel", ["features"], indirect=True)
+@pytest.mark.parametrize("panel", ["features_pipeline"], indirect=True)
 def test_feature_labels_are_the_nearest_annotated_feature(panel):
     from jacobinerf_ns.eval.protocol import feature_field_labeller
     from jacobinerf_ns.propagator import ViewSet
@@ -400,7 +386,7 @@ def test_feature_labels_are_the_nearest_annotated_feature(panel):
 
 
 # ------------------------------------------------------------------------------------------------------ edits
-@pytest.mark.parametrize("panel", ["jnerf", "features"], indirect=True)
+@pytest.mark.parametrize("panel", ["jnerf_pipeline", "features_pipeline"], indirect=True)
 def test_edits_through_the_panel_are_what_jn_query_renders_and_replays(panel, tmp_path):
     from jacobinerf_ns import query as q
 
@@ -430,7 +416,7 @@ def test_edits_through_the_panel_are_what_jn_query_renders_and_replays(panel, tm
     assert panel.status.startswith("⚠ the run's config.yml is not found")
 
 
-@pytest.mark.parametrize("panel", ["jnerf"], indirect=True)
+@pytest.mark.parametrize("panel", ["jnerf_pipeline"], indirect=True)
 def test_render_edit_writes_an_edit_ns_render_replays(panel, jnerf_run, tmp_path):
     import yaml
 
